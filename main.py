@@ -1,0 +1,205 @@
+"""Command line of the Wuding County civil-affairs hotline assistant.
+
+    python main.py start                 Telegram bot if BOT_TOKEN is set, else the terminal chat
+    python main.py run [--webhook]       the Telegram bot
+    python main.py chat                  talk to the assistant in the terminal, as a citizen
+    python main.py ask "问题" | ask --json -
+    python main.py kb import|export|validate PATH
+    python main.py db upgrade
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_PROBLEM, EXIT_SETTINGS = 0, 1, 2
+
+
+def _settings():  # noqa: ANN202 - imported lazily so `--help` is instant
+    from bot.settings import load_settings
+
+    return load_settings()
+
+
+def _run(coro_fn: Callable[..., Coroutine[Any, Any, int]], *args: Any) -> int:
+    return asyncio.run(coro_fn(*args))
+
+
+# --- ask ---------------------------------------------------------------------------
+
+
+def _print_readable(result: Any, facts: dict[str, str]) -> None:
+    from bot.knowledge_service import render_answer
+
+    print(f"outcome: {result.outcome}  (score {result.score:.3f}, {result.reason})")
+    if result.entry is not None:
+        print(f"entry:   {result.entry.id}  [{result.entry.topic}]")
+        print()
+        print(render_answer(result.entry.answer, facts))
+        print()
+        print(f"source:  {result.entry.source} ({result.entry.updated.isoformat()})")
+    if result.candidates:
+        print("candidates:")
+        for c in result.candidates:
+            print(f"  {c.score:.3f}  {c.entry_id:<28} {c.question}")
+
+
+async def _ask(args: argparse.Namespace) -> int:
+    from bot.knowledge_service import render_answer
+    from bot.runtime import create_runtime
+
+    settings = _settings()
+    rt = await create_runtime(settings)
+    try:
+        facts = settings.bureau_facts()
+        if args.question in (None, "-") or args.json and args.question == "-":
+            # One JSON object per input line, whatever the line holds (bad UTF-8 included).
+            for raw in sys.stdin.buffer:
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                result = rt.knowledge.match(line)
+                data = result.to_json()
+                if result.entry is not None:
+                    data["answer"] = render_answer(result.entry.answer, facts)
+                if args.json:
+                    print(json.dumps(data, ensure_ascii=False), flush=True)
+                else:
+                    _print_readable(result, facts)
+                    print("-" * 40)
+            return EXIT_OK
+        result = rt.knowledge.match(args.question)
+        if args.json:
+            data = result.to_json()
+            if result.entry is not None:
+                data["answer"] = render_answer(result.entry.answer, facts)
+            print(json.dumps(data, ensure_ascii=False))
+        else:
+            _print_readable(result, facts)
+        return EXIT_OK
+    finally:
+        await rt.close()
+
+
+# --- kb ----------------------------------------------------------------------------
+
+
+def _kb_validate(args: argparse.Namespace) -> int:
+    from knowledge.entries import load
+    from knowledge.normalize import normalize
+
+    bundle = load(args.path, question_key=normalize)
+    for problem in bundle.problems:
+        print(problem)
+    n_q = sum(len(e.questions) for e in bundle.entries)
+    status = "OK" if not bundle.problems else f"{len(bundle.problems)} problem(s)"
+    print(f"{status}: {len(bundle.entries)} entries, {n_q} questions, {len(bundle.aliases)} alias terms")
+    return EXIT_PROBLEM if bundle.problems else EXIT_OK
+
+
+async def _kb_import(args: argparse.Namespace) -> int:
+    from bot import kb_store
+    from bot.runtime import create_runtime
+    from knowledge.entries import load
+    from knowledge.normalize import normalize
+
+    bundle = load(args.path, question_key=normalize)
+    if bundle.problems:
+        for problem in bundle.problems:
+            print(problem)
+        print(f"not imported: {len(bundle.problems)} problem(s)")
+        return EXIT_PROBLEM
+    rt = await create_runtime(_settings(), seed=False)
+    try:
+        async with rt.sf() as session:
+            report = await kb_store.import_bundle(session, bundle, author=args.author, note=args.note)
+            await session.commit()
+    finally:
+        await rt.close()
+    print(
+        f"imported: {len(report.created)} new, {len(report.updated)} changed, "
+        f"{len(report.unchanged)} unchanged, {report.aliases} alias terms"
+    )
+    return EXIT_OK
+
+
+async def _kb_export(args: argparse.Namespace) -> int:
+    from bot import kb_store
+    from bot.runtime import create_runtime
+    from knowledge.entries import export
+
+    rt = await create_runtime(_settings())
+    try:
+        async with rt.sf() as session:
+            entries = await kb_store.export_entries(session)
+            aliases = await kb_store.aliases(session)
+    finally:
+        await rt.close()
+    files = export(args.path, entries, aliases)
+    print(f"exported {len(entries)} entries to {', '.join(str(f) for f in files)}")
+    return EXIT_OK
+
+
+async def _db_upgrade(_args: argparse.Namespace) -> int:
+    from bot import db
+
+    engine = db.create_engine(_settings().database_url)
+    try:
+        await db.upgrade(engine)
+        print(f"database at revision {await db.current_revision(engine)}")
+    finally:
+        await engine.dispose()
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotline", description="武定县民政局 citizen hotline assistant")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ask = sub.add_parser("ask", help="ask the knowledge base a question")
+    ask.add_argument("question", nargs="?", help="the question, or - to read one per line from stdin")
+    ask.add_argument("--json", action="store_true", help="one JSON object per question")
+    ask.set_defaults(func=lambda a: _run(_ask, a))
+
+    kb = sub.add_parser("kb", help="knowledge base import / export / validate")
+    kb_sub = kb.add_subparsers(dest="kb_command", required=True)
+    v = kb_sub.add_parser("validate", help="check a YAML file or folder")
+    v.add_argument("path", type=Path)
+    v.set_defaults(func=_kb_validate)
+    i = kb_sub.add_parser("import", help="import a YAML file or folder into the database")
+    i.add_argument("path", type=Path)
+    i.add_argument("--author", default="cli")
+    i.add_argument("--note", default="YAML import")
+    i.set_defaults(func=lambda a: _run(_kb_import, a))
+    e = kb_sub.add_parser("export", help="export to a YAML file or a folder")
+    e.add_argument("path", type=Path)
+    e.set_defaults(func=lambda a: _run(_kb_export, a))
+
+    dbp = sub.add_parser("db", help="database maintenance")
+    db_sub = dbp.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="apply migrations")
+    up.set_defaults(func=lambda a: _run(_db_upgrade, a))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bot.settings import SettingsError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SETTINGS
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
