@@ -34,6 +34,8 @@ _TEMPLATE_CHARS = set(
     "怎么样如何咋啥什哪里儿在去需要申请办理可以能否吗多少久长时间条件材料手续流程序我你他她们的了是有没不给"
     "请问这那个些呢吧啊呀一下就还得会该应到才都也和与及或者么想知道找对又吧把被让从"
 )
+# How many postings one query may walk to find candidates (keeps p99 flat as the KB grows).
+_POSTINGS_BUDGET = 20_000
 _TEMPLATE_WORD_SET = {clean(w) for w in TEMPLATE_WORDS}
 
 
@@ -116,6 +118,9 @@ class KnowledgeIndex:
     _post_start: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     _post_docs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     _post_w: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    _doc_start: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    _doc_terms: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    _doc_w: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     _entry_terms: list[frozenset[str]] = field(default_factory=list)
     _entry_chars: list[frozenset[str]] = field(default_factory=list)
     _entry_questions: list[list[str]] = field(default_factory=list)
@@ -186,6 +191,10 @@ class KnowledgeIndex:
         order = np.argsort(terms_arr, kind="stable")
         counts = np.bincount(terms_arr, minlength=len(term_ids))
         self._post_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        # Doc-major copies, for exact cosines of the retrieved candidates.
+        self._doc_start = np.concatenate([[0], np.cumsum(np.bincount(docs, minlength=n_docs))]).astype(np.int64)
+        self._doc_terms = terms_arr
+        self._doc_w = w.astype(np.float32)
         self._post_docs = docs[order]
         self._post_w = w[order].astype(np.float32)
         self._idf = idf
@@ -204,31 +213,60 @@ class KnowledgeIndex:
     # --- matching -----------------------------------------------------------------
 
     def _retrieve(self, text: str, limit: int) -> list[tuple[int, float]]:
-        """Top documents by TF-IDF cosine: (doc id, cosine)."""
+        """Top documents by TF-IDF cosine: (doc id, cosine).
+
+        Candidates come from the question's rarest grams, within a budget of postings, so a
+        query never walks the long lists of 怎么 or 申请; the candidates' cosines are then
+        computed exactly over all grams.
+        """
         counts = Counter(features(text))
-        ids: list[int] = []
-        weights: list[float] = []
+        known: list[tuple[int, float]] = []
+        unknown = 0
         for gram, tf in counts.items():
             tid = self._term_ids.get(gram)
             if tid is None:
+                unknown += 1
                 continue
-            ids.append(tid)
-            weights.append((1.0 + math.log(tf)) * float(self._idf[tid]))
-        if not ids:
+            known.append((tid, (1.0 + math.log(tf)) * float(self._idf[tid])))
+        if not known:
             return []
         # The query norm counts unknown grams too, so a question mostly about something
         # the knowledge base never mentions scores low.
-        unknown = [g for g in counts if g not in self._term_ids]
-        max_idf = float(self._idf.max()) if len(self._idf) else 1.0
-        norm = math.sqrt(sum(x * x for x in weights) + len(unknown) * max_idf * max_idf) or 1.0
-        scores = np.zeros(len(self._doc_entry), dtype=np.float32)
-        for tid, qw in zip(ids, weights, strict=True):
-            s, e = self._post_start[tid], self._post_start[tid + 1]
-            scores[self._post_docs[s:e]] += self._post_w[s:e] * (qw / norm)
-        k = min(limit, len(scores))
-        top = np.argpartition(scores, -k)[-k:]
-        top = top[np.argsort(-scores[top])]
-        return [(int(d), float(scores[d])) for d in top if scores[d] > 0]
+        max_idf = float(self._idf.max())
+        norm = math.sqrt(sum(w * w for _, w in known) + unknown * max_idf * max_idf)
+        starts, ends = self._post_start, self._post_start[1:]
+        known.sort(key=lambda tw: int(ends[tw[0]] - starts[tw[0]]))
+        chosen: list[tuple[int, float]] = []
+        budget = 0
+        for tid, qw in known:
+            size = int(ends[tid] - starts[tid])
+            if chosen and len(chosen) >= 2 and budget + size > _POSTINGS_BUDGET:
+                break
+            chosen.append((tid, qw))
+            budget += size
+        doc_parts = [self._post_docs[starts[t] : ends[t]] for t, _ in chosen]
+        w_parts = [self._post_w[starts[t] : ends[t]] * (qw / norm) for t, qw in chosen]
+        docs = np.concatenate(doc_parts)
+        uniq, inverse = np.unique(docs, return_inverse=True)
+        partial = np.bincount(inverse, weights=np.concatenate(w_parts))
+        k = min(limit, len(uniq))
+        top = uniq[np.argpartition(partial, -k)[-k:]] if k < len(uniq) else uniq
+        if len(chosen) == len(known):
+            exact = partial[np.searchsorted(uniq, top)]
+        else:
+            exact = self._exact_cosines(top, known, norm)
+        order = np.argsort(-exact)
+        return [(int(top[i]), float(exact[i])) for i in order if exact[i] > 0]
+
+    def _exact_cosines(self, docs: np.ndarray, query: list[tuple[int, float]], norm: float) -> np.ndarray:
+        qdense = np.zeros(len(self._term_ids), dtype=np.float32)
+        for tid, qw in query:
+            qdense[tid] = qw / norm
+        starts = self._doc_start[docs]
+        lengths = self._doc_start[docs + 1] - starts
+        idx = np.repeat(starts - np.cumsum(np.concatenate([[0], lengths[:-1]])), lengths) + np.arange(lengths.sum())
+        contrib = self._doc_w[idx] * qdense[self._doc_terms[idx]]
+        return np.add.reduceat(contrib, np.concatenate([[0], np.cumsum(lengths)[:-1]]))
 
     def _score_entries(self, text: str) -> list[_Scored]:
         by_entry: dict[int, _Scored] = {}

@@ -27,8 +27,8 @@ FILLER_WORDS = tuple(
     )
 )
 _FILLER_RE = re.compile("|".join(re.escape(w) for w in FILLER_WORDS))
-# Characters that can stand in a question: letters (CJK included) and digits.
-_KEEP_CATEGORIES = ("L", "N")
+_NON_WORD_RE = re.compile(r"[\W_]+")
+_INNER_SPACE_RE = re.compile(r"(?<![a-z0-9]) | (?![a-z0-9])")
 MAX_MATCH_CHARS = 300
 
 
@@ -57,15 +57,10 @@ def clean(text: str) -> str:
     # Cap the work a pasted essay can cause; a question fits well within this.
     text = text[: MAX_MATCH_CHARS * 4]
     text = to_simplified(text).lower()
-    out: list[str] = []
-    for ch in text:
-        if unicodedata.category(ch)[0] in _KEEP_CATEGORIES:
-            out.append(ch)
-        elif out and out[-1] != " ":
-            out.append(" ")
+    # Everything but letters and digits (punctuation, symbols, emoji, controls) splits words.
+    joined = _NON_WORD_RE.sub(" ", text).strip()
     # Spaces matter only between ASCII words ("dibao shenqing"); drop the rest.
-    joined = "".join(out).strip()
-    joined = re.sub(r"(?<![a-z0-9]) | (?![a-z0-9])", "", joined)
+    joined = _INNER_SPACE_RE.sub("", joined)
     return joined[:MAX_MATCH_CHARS]
 
 

@@ -49,6 +49,27 @@ def char_sound(ch: str) -> str:
     return _fuzzy_syllable(lazy_pinyin(ch, style=Style.NORMAL)[0])
 
 
+@functools.lru_cache(maxsize=65536)
+def char_pinyin(ch: str) -> str:
+    """Plain toneless pinyin of one character, as typed on a keyboard."""
+    return lazy_pinyin(ch, style=Style.NORMAL)[0] if is_cjk(ch) else ch
+
+
+def longest_matches(text: str, words: set[str] | dict[str, str], lengths: list[int]) -> list[tuple[int, str]]:
+    """Leftmost-longest occurrences of known words in text: (position, word)."""
+    found: list[tuple[int, str]] = []
+    i, n = 0, len(text)
+    while i < n:
+        for length in lengths:
+            if i + length <= n and text[i : i + length] in words:
+                found.append((i, text[i : i + length]))
+                i += length
+                break
+        else:
+            i += 1
+    return found
+
+
 def word_sound(word: str) -> tuple[str, ...]:
     return tuple(char_sound(ch) for ch in word)
 
@@ -68,30 +89,29 @@ class Vocabulary:
                     self.alias_to_term.setdefault(s, canon)
         self.topic_terms: set[str] = {clean(t) for t in topic_terms if len(clean(t)) >= 2}
         self.topic_terms.update(clean(t) for t in aliases if len(clean(t)) >= 2)
-        self._alias_re = (
-            re.compile("|".join(re.escape(a) for a in sorted(self.alias_to_term, key=len, reverse=True)))
-            if self.alias_to_term
-            else None
-        )
         terms_for_repair = (self.topic_terms | set(self.alias_to_term) | {clean(w) for w in TEMPLATE_WORDS})
         self.known_words: set[str] = {w for w in terms_for_repair if all(is_cjk(c) for c in w)}
         self._by_sound: dict[tuple[str, ...], list[str]] = {}
         self._by_pinyin_word: dict[str, str] = {}
         for w in sorted(self.known_words):
             self._by_sound.setdefault(word_sound(w), []).append(w)
-            self._by_pinyin_word.setdefault("".join(lazy_pinyin(w, style=Style.NORMAL)), w)
+            self._by_pinyin_word.setdefault("".join(char_pinyin(c) for c in w), w)
         self._lengths = sorted({len(w) for w in self.known_words}, reverse=True)
-        self._term_re = (
-            re.compile("|".join(re.escape(t) for t in sorted(self.topic_terms, key=len, reverse=True)))
-            if self.topic_terms
-            else None
-        )
+        self._term_lengths = sorted({len(t) for t in self.topic_terms}, reverse=True)
+        self._alias_lengths = sorted({len(a) for a in self.alias_to_term}, reverse=True)
 
     def canonicalize(self, text: str) -> str:
         """Replace every alias with its canonical term (longest alias first)."""
-        if self._alias_re is None:
+        if not self._alias_lengths:
             return text
-        return self._alias_re.sub(lambda m: self.alias_to_term[m.group(0)], text)
+        out: list[str] = []
+        last = 0
+        for pos, alias in longest_matches(text, self.alias_to_term, self._alias_lengths):
+            out.append(text[last:pos])
+            out.append(self.alias_to_term[alias])
+            last = pos + len(alias)
+        out.append(text[last:])
+        return "".join(out)
 
     def repair(self, text: str) -> str:
         """Replace pinyin-input typos of known words with the known word."""
@@ -142,9 +162,7 @@ class Vocabulary:
 
     def terms_in(self, text: str) -> set[str]:
         """The topic terms a (canonicalised) text mentions."""
-        if self._term_re is None:
-            return set()
-        return set(self._term_re.findall(text))
+        return {w for _, w in longest_matches(text, self.topic_terms, self._term_lengths)}
 
     def prepare(self, text: str) -> str:
         """Canonicalise aliases, repair typos, canonicalise again (a repair can form an alias)."""
