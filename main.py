@@ -1,11 +1,11 @@
 """Command line of the Wuding County civil-affairs hotline assistant.
 
-    python main.py start                 Telegram bot if BOT_TOKEN is set, else the terminal chat
-    python main.py run [--webhook]       the Telegram bot
-    python main.py chat                  talk to the assistant in the terminal, as a citizen
-    python main.py ask "问题" | ask --json -
-    python main.py kb import|export|validate PATH
-    python main.py db upgrade
+python main.py start                 Telegram bot if BOT_TOKEN is set, else the terminal chat
+python main.py run [--webhook]       the Telegram bot
+python main.py chat                  talk to the assistant in the terminal, as a citizen
+python main.py ask "问题" | ask --json -
+python main.py kb import|export|validate PATH
+python main.py db upgrade
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 EXIT_OK, EXIT_PROBLEM, EXIT_SETTINGS = 0, 1, 2
 
 
-def _settings():  # noqa: ANN202 - imported lazily so `--help` is instant
+def _settings():
     from bot.settings import load_settings
 
     return load_settings()
@@ -59,7 +59,7 @@ async def _ask(args: argparse.Namespace) -> int:
     rt = await create_runtime(settings)
     try:
         facts = settings.bureau_facts()
-        if args.question in (None, "-") or args.json and args.question == "-":
+        if args.question in (None, "-") or (args.json and args.question == "-"):
             # One JSON object per input line, whatever the line holds (bad UTF-8 included).
             for raw in sys.stdin.buffer:
                 line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -157,9 +157,80 @@ async def _db_upgrade(_args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- the assistant -------------------------------------------------------------------
+
+
+def _configure_logging(settings: Any) -> None:
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+async def _run_bot(settings: Any) -> int:
+    from bot.app import create_app
+
+    app = await create_app(settings)
+    await app.run_polling()
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bot.settings import SettingsError
+
+    settings = _settings()
+    if not settings.bot_token:
+        raise SettingsError("setting BOT_TOKEN is missing: create a bot with @BotFather and set BOT_TOKEN")
+    _configure_logging(settings)
+    return _run(_run_bot, settings)
+
+
+async def _chat(settings: Any, banner: str | None) -> int:
+    from bot.conversation import Conversation
+    from bot.office_hours import OfficeHours
+    from bot.runtime import create_runtime
+    from bot.tickets import StaffDesk
+    from handlers.terminal import TerminalChat
+
+    rt = await create_runtime(settings)
+    try:
+        hours = OfficeHours.parse(settings.office_hours, settings.timezone)
+        desk = StaffDesk(settings.staff_chat_id, hours, settings.reminder_working_hours)
+        chat = TerminalChat(rt, Conversation(rt.knowledge, desk, settings.bureau_facts()))
+        return await chat.run(
+            sys.stdin, settings.locale, on_start=(lambda: print(banner)) if banner else None
+        )
+    finally:
+        await rt.close()
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    return _run(_chat, _settings(), None)
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if settings.bot_token:
+        _configure_logging(settings)
+        return _run(_run_bot, settings)
+    banner = (
+        "BOT_TOKEN is not set: starting the terminal chat on the local database. "
+        "To connect Telegram, set BOT_TOKEN (and STAFF_CHAT_ID) in .env and start again."
+    )
+    return _run(_chat, settings, banner)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotline", description="武定县民政局 citizen hotline assistant")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    start = sub.add_parser("start", help="the Telegram bot if BOT_TOKEN is set, else the terminal chat")
+    start.set_defaults(func=_cmd_start)
+    run = sub.add_parser("run", help="run the Telegram bot (long polling)")
+    run.set_defaults(func=_cmd_run)
+    chat = sub.add_parser("chat", help="talk to the assistant in the terminal, as a citizen")
+    chat.set_defaults(func=_cmd_chat)
 
     ask = sub.add_parser("ask", help="ask the knowledge base a question")
     ask.add_argument("question", nargs="?", help="the question, or - to read one per line from stdin")

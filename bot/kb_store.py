@@ -157,7 +157,9 @@ async def add_revision(
     return rev
 
 
-async def publish_revision(session: AsyncSession, revision_id: int, *, reviewer: str, note: str = "") -> KbRevision:
+async def publish_revision(
+    session: AsyncSession, revision_id: int, *, reviewer: str, note: str = ""
+) -> KbRevision:
     rev = await session.get(KbRevision, revision_id)
     if rev is None:
         raise LookupError(f"no revision {revision_id}")
@@ -210,8 +212,14 @@ async def import_bundle(
     if bundle.aliases:
         await bump_version(session)
     await audit(
-        session, author, "kb.import", "",
-        created=len(report.created), updated=len(report.updated), aliases=report.aliases, note=note,
+        session,
+        author,
+        "kb.import",
+        "",
+        created=len(report.created),
+        updated=len(report.updated),
+        aliases=report.aliases,
+        note=note,
     )
     return report
 

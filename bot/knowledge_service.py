@@ -29,7 +29,9 @@ def render_answer(answer: str, facts: dict[str, str]) -> str:
 
 
 def thresholds_from(settings: Settings) -> Thresholds:
-    return Thresholds(answer=settings.match_answer, clarify=settings.match_clarify, margin=settings.match_margin)
+    return Thresholds(
+        answer=settings.match_answer, clarify=settings.match_clarify, margin=settings.match_margin
+    )
 
 
 class KnowledgeService:
@@ -58,8 +60,12 @@ class KnowledgeService:
             # Building is CPU work; keep the event loop free for other citizens meanwhile.
             index = await asyncio.to_thread(KnowledgeIndex.build, entries, aliases, self._thresholds)
             self._index, self._version = index, version
-            log.info("knowledge index built: %d entries, version %d, %.0f ms",
-                     len(entries), version, index.build_seconds * 1000)
+            log.info(
+                "knowledge index built: %d entries, version %d, %.0f ms",
+                len(entries),
+                version,
+                index.build_seconds * 1000,
+            )
             return index
 
     async def refresh_if_changed(self) -> bool:

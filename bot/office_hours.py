@@ -45,7 +45,9 @@ class OfficeHours:
         for group in text.split(";"):
             m = _GROUP_RE.match(group)
             if not m or m.group(1).lower() not in _DAYS or (m.group(2) and m.group(2).lower() not in _DAYS):
-                raise ValueError(f"cannot read '{group.strip()}'; expected e.g. 'Mon-Fri 08:30-12:00,14:30-18:00'")
+                raise ValueError(
+                    f"cannot read '{group.strip()}'; expected e.g. 'Mon-Fri 08:30-12:00,14:30-18:00'"
+                )
             first = _DAYS[m.group(1).lower()]
             last = _DAYS[m.group(2).lower()] if m.group(2) else first
             spans: list[Span] = []

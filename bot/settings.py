@@ -84,8 +84,13 @@ class Settings(BaseSettings):
     def bureau_facts(self) -> dict[str, str]:
         """Values for the answer placeholders ({bureau_address} …)."""
         keys = (
-            "bureau_address", "bureau_phone", "bureau_hours", "bureau_fax", "bureau_email",
-            "dibao_standard_urban", "dibao_standard_rural",
+            "bureau_address",
+            "bureau_phone",
+            "bureau_hours",
+            "bureau_fax",
+            "bureau_email",
+            "dibao_standard_urban",
+            "dibao_standard_rural",
         )
         return {k: (getattr(self, k) or NOT_PUBLISHED) for k in keys}
 

@@ -171,12 +171,14 @@ def _read_entry(node: yaml.Node, name: str, bundle: KnowledgeBundle) -> Entry | 
     answer = raw.get("answer")
     if isinstance(answer, str):
         if not answer.strip():
-            if "answer" in raw and raw["answer"]:
+            if raw.get("answer"):
                 bundle.problems.append(Problem(name, lines["answer"], "empty answer"))
             ok = False
         elif len(answer) > MAX_ANSWER_CHARS:
             bundle.problems.append(
-                Problem(name, lines["answer"], f"answer has {len(answer)} characters (max {MAX_ANSWER_CHARS})")
+                Problem(
+                    name, lines["answer"], f"answer has {len(answer)} characters (max {MAX_ANSWER_CHARS})"
+                )
             )
             ok = False
     elif answer is not None:

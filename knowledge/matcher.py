@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -88,7 +89,7 @@ def features(text: str) -> list[str]:
     """Character unigrams and bigrams: robust to word order and to Chinese having no spaces."""
     chars = [c for c in text if c != " "]
     grams = [c for c in chars]
-    grams.extend(a + b for a, b in zip(chars, chars[1:], strict=False))
+    grams.extend(a + b for a, b in pairwise(chars))
     return grams
 
 
@@ -192,7 +193,9 @@ class KnowledgeIndex:
         counts = np.bincount(terms_arr, minlength=len(term_ids))
         self._post_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         # Doc-major copies, for exact cosines of the retrieved candidates.
-        self._doc_start = np.concatenate([[0], np.cumsum(np.bincount(docs, minlength=n_docs))]).astype(np.int64)
+        self._doc_start = np.concatenate([[0], np.cumsum(np.bincount(docs, minlength=n_docs))]).astype(
+            np.int64
+        )
         self._doc_terms = terms_arr
         self._doc_w = w.astype(np.float32)
         self._post_docs = docs[order]
@@ -264,7 +267,9 @@ class KnowledgeIndex:
             qdense[tid] = qw / norm
         starts = self._doc_start[docs]
         lengths = self._doc_start[docs + 1] - starts
-        idx = np.repeat(starts - np.cumsum(np.concatenate([[0], lengths[:-1]])), lengths) + np.arange(lengths.sum())
+        idx = np.repeat(starts - np.cumsum(np.concatenate([[0], lengths[:-1]])), lengths) + np.arange(
+            lengths.sum()
+        )
         contrib = self._doc_w[idx] * qdense[self._doc_terms[idx]]
         return np.add.reduceat(contrib, np.concatenate([[0], np.cumsum(lengths)[:-1]]))
 
@@ -333,7 +338,13 @@ class KnowledgeIndex:
         )
 
     def _result(
-        self, question: str, outcome: str, reason: str, norm: str, scored: Sequence[_Scored], entry: Entry | None
+        self,
+        question: str,
+        outcome: str,
+        reason: str,
+        norm: str,
+        scored: Sequence[_Scored],
+        entry: Entry | None,
     ) -> MatchResult:
         cands = tuple(
             Candidate(
@@ -367,7 +378,9 @@ class KnowledgeIndex:
             scored = [s for s in self._score_entries(full) if s.fuzzy >= th.sure or s.score >= th.answer]
             greeting = [s for s in scored if self.entries[s.entry_idx].topic == GREETING_TOPIC]
             if greeting:
-                return self._result(question, ANSWER, "greeting", full, greeting, self.entries[greeting[0].entry_idx])
+                return self._result(
+                    question, ANSWER, "greeting", full, greeting, self.entries[greeting[0].entry_idx]
+                )
             return self._result(question, CLARIFY, "junk" if cleaned else "empty", core, [], None)
         scored = self._score_entries(core)
         for sc in scored:
@@ -375,9 +388,7 @@ class KnowledgeIndex:
         passing = [s for s in scored if not s.gated]
         if passing and passing[0].score >= th.answer:
             best = passing[0]
-            rivals = [
-                s for s in passing[1:] if s.score >= th.clarify and best.score - s.score < th.margin
-            ]
+            rivals = [s for s in passing[1:] if s.score >= th.clarify and best.score - s.score < th.margin]
             if not rivals or best.fuzzy >= th.sure:
                 return self._result(question, ANSWER, "match", core, passing, self.entries[best.entry_idx])
             return self._result(question, CLARIFY, "close", core, [best, *rivals], None)

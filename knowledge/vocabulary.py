@@ -19,9 +19,42 @@ from knowledge.normalize import clean, is_cjk
 # Words that shape a question but say nothing about its subject. They are repaired like
 # topic words (申清 → 申请) but never count as the topic a question is about.
 TEMPLATE_WORDS = (
-    "申请", "办理", "条件", "材料", "资料", "手续", "流程", "程序", "怎么", "怎样", "如何", "什么", "哪里",
-    "需要", "可以", "多少", "多久", "时间", "标准", "要求", "审批", "审核", "地方", "地址", "电话",
-    "补助", "补贴", "领取", "发放", "每个月", "每月", "能不能", "有没有", "是不是", "符合", "资格",
+    "申请",
+    "办理",
+    "条件",
+    "材料",
+    "资料",
+    "手续",
+    "流程",
+    "程序",
+    "怎么",
+    "怎样",
+    "如何",
+    "什么",
+    "哪里",
+    "需要",
+    "可以",
+    "多少",
+    "多久",
+    "时间",
+    "标准",
+    "要求",
+    "审批",
+    "审核",
+    "地方",
+    "地址",
+    "电话",
+    "补助",
+    "补贴",
+    "领取",
+    "发放",
+    "每个月",
+    "每月",
+    "能不能",
+    "有没有",
+    "是不是",
+    "符合",
+    "资格",
 )
 
 _INITIALS = ("zh", "ch", "sh")
@@ -89,7 +122,7 @@ class Vocabulary:
                     self.alias_to_term.setdefault(s, canon)
         self.topic_terms: set[str] = {clean(t) for t in topic_terms if len(clean(t)) >= 2}
         self.topic_terms.update(clean(t) for t in aliases if len(clean(t)) >= 2)
-        terms_for_repair = (self.topic_terms | set(self.alias_to_term) | {clean(w) for w in TEMPLATE_WORDS})
+        terms_for_repair = self.topic_terms | set(self.alias_to_term) | {clean(w) for w in TEMPLATE_WORDS}
         self.known_words: set[str] = {w for w in terms_for_repair if all(is_cjk(c) for c in w)}
         self._by_sound: dict[tuple[str, ...], list[str]] = {}
         self._by_pinyin_word: dict[str, str] = {}

@@ -748,8 +748,11 @@ class FakeTelegram:
         self._faults.append(_Fault(method.lower(), status, count, retry_after, description))
 
     def block_chat(self, chat_id: int, description: str | None = None) -> None:
-        default = "Forbidden: bot was blocked by the user" if chat_id > 0 else (
-            "Forbidden: bot was kicked from the supergroup chat")
+        default = (
+            "Forbidden: bot was blocked by the user"
+            if chat_id > 0
+            else ("Forbidden: bot was kicked from the supergroup chat")
+        )
         self.blocked[chat_id] = description or default
 
     def unblock_chat(self, chat_id: int) -> None:
@@ -939,8 +942,9 @@ class FakeTelegram:
         call.reply_markup = markup if isinstance(markup, dict) else None
         call.message_id = params.get("message_id") if isinstance(params.get("message_id"), int) else None
         reply = params.get("reply_parameters")
-        call.reply_to_message_id = reply.get("message_id") if isinstance(reply, dict) else params.get(
-            "reply_to_message_id")
+        call.reply_to_message_id = (
+            reply.get("message_id") if isinstance(reply, dict) else params.get("reply_to_message_id")
+        )
 
     def _check_faults(self, method: str, call: SentCall) -> None:
         for fault in self._faults:

@@ -13,7 +13,11 @@ def run(args: list[str], tmp_path: Path, stdin: bytes | None = None) -> subproce
     env = dict(os.environ, DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'db' / 'hotline.db'}")
     env.pop("BOT_TOKEN", None)
     return subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), *args], input=stdin, capture_output=True, env=env, cwd=tmp_path,
+        [sys.executable, str(ROOT / "main.py"), *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        cwd=tmp_path,
         timeout=120,
     )
 
@@ -36,7 +40,7 @@ def test_batch_json_gives_one_line_per_input_line_whatever_it_holds(tmp_path: Pa
         ("长" * 10_000).encode(),
         b"\x00\x1b[31m control",
         b"\xff\xfe\xfd invalid utf-8",
-        "'; DROP TABLE kb_entries; --".encode(),
+        b"'; DROP TABLE kb_entries; --",
         "低保 apply how 申請".encode(),
     ]
     out = run(["ask", "--json", "-"], tmp_path, stdin=b"\n".join(lines) + b"\n")

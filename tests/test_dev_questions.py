@@ -38,7 +38,9 @@ def evaluate(index: KnowledgeIndex) -> dict[str, object]:
             top1 += 1
             by_kind_ok[q["kind"]] += 1
         else:
-            misses.append(f"  {q['q']!r}: want {q['entry']}, got {r.outcome} {first} ({r.score:.2f} {r.reason})")
+            misses.append(
+                f"  {q['q']!r}: want {q['entry']}, got {r.outcome} {first} ({r.score:.2f} {r.reason})"
+            )
     wrongly_answered = []
     outcome_mismatch = []
     for q in others:
@@ -67,7 +69,7 @@ def test_development_set_accuracy(index: KnowledgeIndex) -> None:
         f"\nin-scope questions: {f['n_in']}  top-1 accuracy: {f['top1']:.1%}  "
         f"answered correctly: {f['answered_right']:.1%}  answered wrongly: {f['answered_wrong']}\n"
         f"by kind: {f['by_kind']}\n"
-        f"out-of-scope / junk / greeting-free questions: {f['n_out']}  answered: {len(f['wrongly_answered'])}\n"
+        f"out-of-scope and junk questions: {f['n_out']}  answered: {len(f['wrongly_answered'])}\n"
         f"expected clarify/escalate but got the other: {len(f['outcome_mismatch'])}"
     )
     for line in f["misses"] + f["wrongly_answered"] + f["outcome_mismatch"]:

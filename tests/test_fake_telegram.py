@@ -96,7 +96,11 @@ async def test_unknown_method_and_json_body(server: FakeTelegram) -> None:
             assert resp.status == 404
             assert await resp.json() == {"ok": False, "error_code": 404,
                                          "description": "Not Found: method not found"}  # fmt: skip
-        body = {"chat_id": 7, "text": "hi", "reply_markup": {"inline_keyboard": [[{"text": "a", "url": "https://x.y"}]]}}
+        body = {
+            "chat_id": 7,
+            "text": "hi",
+            "reply_markup": {"inline_keyboard": [[{"text": "a", "url": "https://x.y"}]]},
+        }
         async with http.post(f"{server.url}/bot{TOKEN}/sendmessage", json=body) as resp:
             data = await resp.json()
     assert data["ok"] and data["result"]["reply_markup"] == body["reply_markup"]

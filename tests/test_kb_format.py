@@ -76,13 +76,17 @@ def test_validate_reports_each_problem_with_file_and_line(tmp_path: Path) -> Non
 def test_validate_command_exit_codes(tmp_path: Path) -> None:
     bad = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "kb", "validate", str(write_bad(tmp_path))],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert bad.returncode == 1
     assert "duplicate id" in bad.stdout
     good = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "kb", "validate", str(ROOT / "knowledge" / "data")],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert good.returncode == 0, good.stdout
     assert good.stdout.startswith("OK")

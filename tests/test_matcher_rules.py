@@ -10,7 +10,9 @@ from knowledge.matcher import ANSWER, CLARIFY, ESCALATE, KnowledgeIndex, Thresho
 D = dt.date(2018, 12, 15)
 
 
-def entry(id_: str, topic: str, questions: list[str], keywords: list[str], status: str = "published") -> Entry:
+def entry(
+    id_: str, topic: str, questions: list[str], keywords: list[str], status: str = "published"
+) -> Entry:
     return Entry(id_, topic, tuple(questions), f"answer of {id_}", "seed", D, tuple(keywords), status)
 
 
@@ -50,7 +52,9 @@ def test_greetings_are_answered_and_never_escalated(index: KnowledgeIndex) -> No
     assert index.match("你好").entry.id == "greet-hello"
 
 
-@pytest.mark.parametrize("junk", ["", "   ", "？？？", "啊啊啊", "😀😀😀", "123456", "asdfgh", "' OR 1=1 --", "\x00\x01"])
+@pytest.mark.parametrize(
+    "junk", ["", "   ", "？？？", "啊啊啊", "😀😀😀", "123456", "asdfgh", "' OR 1=1 --", "\x00\x01"]
+)
 def test_junk_asks_to_rephrase(index: KnowledgeIndex, junk: str) -> None:
     r = index.match(junk)
     assert r.outcome == CLARIFY

@@ -1,0 +1,228 @@
+"""Factories that build the Telegram side from settings: Bot, Dispatcher, background workers.
+
+A test builds the whole application with ``create_app(settings)`` pointed at a fake Bot API
+(``TELEGRAM_API_URL``) and drives it over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat, TelegramObject
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.conversation import Conversation
+from bot.i18n import _, use_locale
+from bot.models import Citizen, utcnow
+from bot.office_hours import OfficeHours
+from bot.outbox import OutboxSender
+from bot.runtime import Runtime, create_runtime
+from bot.settings import Settings
+from bot.tickets import StaffDesk
+from bot.transport import TelegramTransport
+from handlers import citizens, errors, staff
+from handlers.delivery import Delivery
+from handlers.middlewares import DbSessionMiddleware, FloodMiddleware, LocaleMiddleware, MemoryRateLimiter
+
+log = logging.getLogger(__name__)
+
+
+def create_bot(settings: Settings) -> Bot:
+    """A Bot that talks to ``TELEGRAM_API_URL`` (official, self-hosted, or a test fake)."""
+    if not settings.bot_token:
+        raise ValueError("BOT_TOKEN is not set")
+    api = TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/"))
+    return Bot(settings.bot_token, session=AiohttpSession(api=api))
+
+
+class InFlight(BaseMiddleware):
+    """Counts updates being handled, so a shutdown can let them finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        self.count += 1
+        self.idle.clear()
+        try:
+            return await handler(event, data)
+        finally:
+            self.count -= 1
+            if self.count == 0:
+                self.idle.set()
+
+
+@dataclass
+class HotlineApp:
+    settings: Settings
+    runtime: Runtime
+    bot: Bot
+    dispatcher: Dispatcher
+    sender: OutboxSender
+    conversation: Conversation
+    desk: StaffDesk
+    in_flight: InFlight
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def start_workers(self) -> None:
+        """Outbox sender, overdue-ticket reminders and knowledge refresh, in the background."""
+        self._stop.clear()
+        self._tasks = [
+            asyncio.create_task(self.sender.run(self._stop), name="outbox"),
+            asyncio.create_task(self._reminders(), name="reminders"),
+            asyncio.create_task(
+                self.runtime.knowledge.run_refresher(self.settings.kb_refresh_seconds), name="kb-refresh"
+            ),
+        ]
+
+    async def _reminders(self, interval: float = 60.0) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.remind_overdue()
+            except Exception:
+                log.exception("reminder pass failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=interval)
+
+    async def remind_overdue(self) -> int:
+        async with self.runtime.sf() as session:
+            with use_locale(self.settings.locale):
+                out = await self.desk.due_reminders(session)
+            await Delivery(self.sender)(session, out)
+            return len(out)
+
+    async def stop_workers(self, drain_seconds: float = 3.0) -> None:
+        """Let in-flight updates finish, send what is due, then stop the workers."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.in_flight.idle.wait(), timeout=5.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.sender.drain(drain_seconds), timeout=drain_seconds + 0.5)
+        self._stop.set()
+        for task in self._tasks:
+            if task.get_name() == "kb-refresh":
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=2.0)
+        self._tasks = []
+
+    async def set_commands(self) -> None:
+        with use_locale(self.settings.locale):
+            citizen_cmds = [
+                BotCommand(command="start", description=_("开始 / 主题菜单")),
+                BotCommand(command="help", description=_("使用说明")),
+                BotCommand(command="human", description=_("转人工服务")),
+                BotCommand(command="mytickets", description=_("我的工单")),
+            ]
+            staff_cmds = [
+                BotCommand(command="queue", description=_("未关闭工单")),
+                BotCommand(command="ticket", description=_("查看工单：/ticket 编号")),
+                BotCommand(command="close", description=_("关闭工单：/close 编号")),
+                BotCommand(command="reopen", description=_("重新打开：/reopen 编号")),
+            ]
+        await self.bot.set_my_commands(citizen_cmds, scope=BotCommandScopeAllPrivateChats())
+        if self.settings.staff_chat_id is not None:
+            with contextlib.suppress(Exception):  # the bot may not be in the group yet
+                await self.bot.set_my_commands(
+                    staff_cmds, scope=BotCommandScopeChat(chat_id=self.settings.staff_chat_id)
+                )
+
+    async def run_polling(self) -> None:
+        """Long polling until SIGTERM/SIGINT; in-flight updates finish, then a clean exit."""
+        await self.start_workers()
+        with contextlib.suppress(Exception):
+            await self.set_commands()
+        await self.bot.delete_webhook(drop_pending_updates=False)
+        try:
+            await self.dispatcher.start_polling(self.bot, handle_signals=True, close_bot_session=False)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        await self.stop_workers()
+        await self.bot.session.close()
+        await self.runtime.close()
+
+
+async def _mark_unreachable(session: AsyncSession, chat_id: int) -> None:
+    """The citizen blocked the bot (403): shown on their tickets' cards."""
+    await session.execute(
+        update(Citizen)
+        .where(Citizen.chat_id == chat_id, Citizen.unreachable_at.is_(None))
+        .values(unreachable_at=utcnow())
+    )
+
+
+def create_dispatcher(
+    settings: Settings,
+    runtime: Runtime,
+    sender: OutboxSender,
+    conversation: Conversation,
+    desk: StaffDesk,
+    *,
+    storage: BaseStorage | None = None,
+    rate_limiter: Any = None,
+) -> tuple[Dispatcher, InFlight]:
+    dp = Dispatcher(storage=storage or MemoryStorage())
+    in_flight = InFlight()
+    deliver = Delivery(sender)
+    dp.workflow_data.update(
+        settings=settings,
+        settings_locale=settings.locale,
+        sf=runtime.sf,
+        knowledge=runtime.knowledge,
+        conversation=conversation,
+        desk=desk,
+        deliver=deliver,
+        staff_check=staff.StaffCheck(settings.staff_chat_id),
+    )
+    dp.update.outer_middleware(in_flight)
+    dp.update.outer_middleware(DbSessionMiddleware(runtime.sf))
+    dp.update.outer_middleware(LocaleMiddleware(settings.locale))
+    dp.message.outer_middleware(
+        FloodMiddleware(rate_limiter or MemoryRateLimiter(settings.flood_messages_per_minute))
+    )
+    dp.include_routers(errors.router, staff.build_router(settings.staff_chat_id), citizens.router)
+    return dp, in_flight
+
+
+async def create_app(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    storage: BaseStorage | None = None,
+    rate_limiter: Any = None,
+) -> HotlineApp:
+    runtime = runtime or await create_runtime(settings)
+    bot = create_bot(settings)
+    hours = OfficeHours.parse(settings.office_hours, settings.timezone)
+    desk = StaffDesk(settings.staff_chat_id, hours, settings.reminder_working_hours)
+    conversation = Conversation(runtime.knowledge, desk, settings.bureau_facts())
+
+    async def on_blocked(session: AsyncSession, chat_id: int) -> None:
+        await _mark_unreachable(session, chat_id)
+
+    sender = OutboxSender(runtime.sf, TelegramTransport(bot), on_blocked=on_blocked)
+    dp, in_flight = create_dispatcher(
+        settings, runtime, sender, conversation, desk, storage=storage, rate_limiter=rate_limiter
+    )
+    return HotlineApp(settings, runtime, bot, dp, sender, conversation, desk, in_flight)

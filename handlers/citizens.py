@@ -1,0 +1,191 @@
+"""Citizens in private chat: questions, topic menu, clarifications, tickets, ratings."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandStart, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.conversation import HUMAN_WORDS, Conversation
+from handlers.callbacks import AnswerCb, ClarifyNoneCb, FeedbackCb, RateCb, TopicCb
+from handlers.common import citizen_info
+from handlers.delivery import Delivery
+
+router = Router(name="citizens")
+router.message.filter(F.chat.type == "private")
+router.callback_query.filter(F.message.chat.type == "private")
+
+FORWARDABLE = ("photo", "document", "voice", "video", "audio")
+
+
+class HumanRequest(StatesGroup):
+    waiting_question = State()
+
+
+@router.message(CommandStart())
+@router.message(Command("help"))
+async def start(
+    message: Message, session: AsyncSession, conversation: Conversation, deliver: Delivery
+) -> None:
+    citizen = await conversation.citizen(session, citizen_info(message))
+    await deliver(session, conversation.welcome(citizen))
+
+
+@router.message(Command("cancel"))
+async def cancel(
+    message: Message, state: FSMContext, session: AsyncSession, conversation: Conversation, deliver: Delivery
+) -> None:
+    await state.clear()
+    citizen = await conversation.citizen(session, citizen_info(message))
+    await deliver(session, conversation.welcome(citizen))
+
+
+@router.message(Command("human"))
+@router.message(F.text.func(lambda t: t.strip() in HUMAN_WORDS))
+async def human(
+    message: Message, state: FSMContext, session: AsyncSession, conversation: Conversation, deliver: Delivery
+) -> None:
+    citizen = await conversation.citizen(session, citizen_info(message))
+    out = await conversation.human(session, citizen)
+    if not out:
+        await state.set_state(HumanRequest.waiting_question)
+        out = conversation.ask_what_to_forward(citizen)
+    await deliver(session, out)
+
+
+@router.message(Command("mytickets"))
+async def my_tickets(
+    message: Message, session: AsyncSession, conversation: Conversation, deliver: Delivery
+) -> None:
+    citizen = await conversation.citizen(session, citizen_info(message))
+    await deliver(session, await conversation.my_tickets(session, citizen))
+
+
+@router.message(StateFilter(HumanRequest.waiting_question), F.text)
+async def human_question(
+    message: Message, state: FSMContext, session: AsyncSession, conversation: Conversation, deliver: Delivery
+) -> None:
+    await state.clear()
+    citizen = await conversation.citizen(session, citizen_info(message))
+    await deliver(session, await conversation.escalate(session, citizen, message.text or "", source="human"))
+
+
+@router.message(F.text)
+async def question(
+    message: Message, session: AsyncSession, conversation: Conversation, deliver: Delivery
+) -> None:
+    citizen = await conversation.citizen(session, citizen_info(message))
+    await deliver(session, await conversation.ask(session, citizen, message.text or ""))
+
+
+@router.message()
+async def other_content(
+    message: Message, session: AsyncSession, conversation: Conversation, deliver: Delivery
+) -> None:
+    """Photos, files, voice join an open ticket; stickers, locations and the like get a polite request."""
+    citizen = await conversation.citizen(session, citizen_info(message))
+    kind = message.content_type if isinstance(message.content_type, str) else str(message.content_type)
+    kind = kind.split(".")[-1].lower()
+    file_id = None
+    if message.photo:
+        file_id = message.photo[-1].file_id
+    elif message.document:
+        file_id = message.document.file_id
+    elif message.voice:
+        file_id = message.voice.file_id
+    elif message.video:
+        file_id = message.video.file_id
+    elif message.audio:
+        file_id = message.audio.file_id
+    if kind not in FORWARDABLE:
+        out = await conversation.media(session, citizen, kind=kind, caption="", file_id=None, copy_from=None)
+    else:
+        out = await conversation.media(
+            session,
+            citizen,
+            kind=kind,
+            caption=message.caption or "",
+            file_id=file_id,
+            copy_from=(message.chat.id, message.message_id),
+        )
+    await deliver(session, out)
+
+
+async def _citizen_from_callback(callback: CallbackQuery, session: AsyncSession, conversation: Conversation):
+    assert callback.message is not None
+    return await conversation.citizen(session, citizen_info(callback.message, callback.from_user))  # type: ignore[arg-type]
+
+
+@router.callback_query(TopicCb.filter())
+async def topic(
+    callback: CallbackQuery,
+    callback_data: TopicCb,
+    session: AsyncSession,
+    conversation: Conversation,
+    deliver: Delivery,
+) -> None:
+    await callback.answer()
+    citizen = await _citizen_from_callback(callback, session, conversation)
+    await deliver(session, await conversation.topic_questions(session, citizen, callback_data.code))
+
+
+@router.callback_query(AnswerCb.filter())
+async def pick(
+    callback: CallbackQuery,
+    callback_data: AnswerCb,
+    session: AsyncSession,
+    conversation: Conversation,
+    deliver: Delivery,
+) -> None:
+    await callback.answer()
+    citizen = await _citizen_from_callback(callback, session, conversation)
+    await deliver(
+        session, await conversation.pick(session, citizen, callback_data.entry_id, callback_data.query_id)
+    )
+
+
+@router.callback_query(FeedbackCb.filter())
+async def feedback(
+    callback: CallbackQuery,
+    callback_data: FeedbackCb,
+    session: AsyncSession,
+    conversation: Conversation,
+    deliver: Delivery,
+) -> None:
+    await callback.answer()
+    citizen = await _citizen_from_callback(callback, session, conversation)
+    await deliver(
+        session,
+        await conversation.feedback(session, citizen, callback_data.query_id, bool(callback_data.helpful)),
+    )
+
+
+@router.callback_query(ClarifyNoneCb.filter())
+async def none_of_these(
+    callback: CallbackQuery,
+    callback_data: ClarifyNoneCb,
+    session: AsyncSession,
+    conversation: Conversation,
+    deliver: Delivery,
+) -> None:
+    await callback.answer()
+    citizen = await _citizen_from_callback(callback, session, conversation)
+    await deliver(session, await conversation.clarify_none(session, citizen, callback_data.query_id))
+
+
+@router.callback_query(RateCb.filter())
+async def rate(
+    callback: CallbackQuery,
+    callback_data: RateCb,
+    session: AsyncSession,
+    conversation: Conversation,
+    deliver: Delivery,
+) -> None:
+    await callback.answer()
+    citizen = await _citizen_from_callback(callback, session, conversation)
+    await deliver(
+        session, await conversation.rate(session, citizen, callback_data.ticket_id, callback_data.score)
+    )

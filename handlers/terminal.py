@@ -1,0 +1,155 @@
+"""The citizen conversation in a terminal: same services, same tickets, buttons as numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from sqlalchemy import select
+
+from bot.conversation import CitizenInfo, Conversation
+from bot.i18n import _, use_locale
+from bot.models import Citizen, Ticket, TicketMessage
+from bot.replies import Button, Outgoing
+from bot.runtime import Runtime
+from handlers.delivery import Delivery
+
+
+class TerminalChat:
+    def __init__(
+        self,
+        runtime: Runtime,
+        conversation: Conversation,
+        out: TextIO = sys.stdout,
+        external_id: int | None = None,
+    ) -> None:
+        self.rt = runtime
+        self.conversation = conversation
+        self.out = out
+        self.external_id = external_id if external_id is not None else os.getuid()
+        self.buttons: list[Button] = []
+        self.seen_staff_message = 0
+        # Staff cards go to the outbox (delivered when the bot runs) only if a staff group is set.
+        self.deliver_staff = Delivery(None)
+
+    def _print(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    async def _citizen(self, session) -> Citizen:
+        info = CitizenInfo("terminal", self.external_id, self.external_id, _("终端用户"))
+        return await self.conversation.citizen(session, info)
+
+    def _show(self, items: list[Outgoing], citizen: Citizen) -> list[Outgoing]:
+        """Print what is for the citizen; return what is for staff."""
+        staff: list[Outgoing] = []
+        self.buttons = []
+        for item in items:
+            if item.chat_id != citizen.chat_id or item.citizen_id != citizen.id:
+                staff.append(item)
+                continue
+            if item.reply is None:
+                continue
+            r = item.reply
+            if r.header:
+                self._print(f"【{r.header}】")
+            self._print(r.text)
+            if r.footer:
+                self._print(f"（{r.footer}）")
+            for row in r.buttons:
+                for b in row:
+                    self.buttons.append(b)
+                    self._print(f"  [{len(self.buttons)}] {b.label}")
+            self._print()
+        return staff
+
+    async def _press(self, session, citizen: Citizen, b: Button) -> list[Outgoing]:
+        c = self.conversation
+        if b.action == "topic":
+            return await c.topic_questions(session, citizen, str(b.args[0]))
+        if b.action == "answer":
+            return await c.pick(session, citizen, str(b.args[0]), int(b.args[1]))
+        if b.action == "feedback":
+            return await c.feedback(session, citizen, int(b.args[0]), bool(int(b.args[1])))
+        if b.action == "clarify_none":
+            return await c.clarify_none(session, citizen, int(b.args[0]))
+        if b.action == "rate":
+            return await c.rate(session, citizen, int(b.args[0]), int(b.args[1]))
+        return []
+
+    async def _staff_replies(self, session, citizen: Citizen) -> None:
+        """Show staff answers that arrived since the last look (terminal citizens read them here)."""
+        rows = await session.execute(
+            select(TicketMessage)
+            .join(Ticket, Ticket.id == TicketMessage.ticket_id)
+            .where(
+                Ticket.citizen_id == citizen.id,
+                TicketMessage.direction == "staff",
+                TicketMessage.id > self.seen_staff_message,
+            )
+            .order_by(TicketMessage.id)
+        )
+        for (m,) in rows.all():
+            self.seen_staff_message = m.id
+            self._print(f"【{_('工单 #{id} 工作人员回复', id=m.ticket_id)}】")
+            self._print(m.text or f"[{m.kind}]")
+            self._print()
+
+    async def handle(self, line: str) -> bool:
+        """One line from the citizen. Returns False when they want to quit."""
+        text = line.strip()
+        if text in ("/quit", "/exit", "quit", "exit"):
+            return False
+        async with self.rt.sf() as session:
+            citizen = await self._citizen(session)
+            c = self.conversation
+            if text in ("/start", "/help"):
+                items = c.welcome(citizen)
+            elif text == "/mytickets":
+                items = await c.my_tickets(session, citizen)
+            elif text == "/human":
+                items = await c.human(session, citizen) or c.ask_what_to_forward(citizen)
+            elif text.isdigit() and self.buttons and 1 <= int(text) <= len(self.buttons):
+                items = await self._press(session, citizen, self.buttons[int(text) - 1])
+            else:
+                items = await c.ask(session, citizen, text)
+            staff = self._show(items, citizen)
+            await self.deliver_staff(session, staff if self.conversation.desk.staff_chat_id else [])
+            await self._staff_replies(session, citizen)
+        return True
+
+    async def run(
+        self, stdin: TextIO = sys.stdin, locale: str = "zh", on_start: Callable[[], None] | None = None
+    ) -> int:
+        with use_locale(locale):
+            if on_start:
+                on_start()
+            async with self.rt.sf() as session:
+                citizen = await self._citizen(session)
+                self._show(self.conversation.welcome(citizen), citizen)
+                last = await session.scalar(
+                    select(TicketMessage.id)
+                    .join(Ticket, Ticket.id == TicketMessage.ticket_id)
+                    .where(Ticket.citizen_id == citizen.id, TicketMessage.direction == "staff")
+                    .order_by(TicketMessage.id.desc())
+                    .limit(1)
+                )
+                await session.commit()
+            interactive = stdin.isatty()
+            self.seen_staff_message = last or 0
+            while True:
+                if interactive:
+                    try:
+                        line = await asyncio.to_thread(input, _("您的问题> "))
+                    except EOFError:
+                        break
+                else:
+                    line = stdin.readline()
+                    if not line:
+                        break
+                    self._print(f"> {line.rstrip()}")
+                if not await self.handle(line):
+                    break
+        return 0
