@@ -16,8 +16,8 @@ from typing import Any
 from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat, TelegramObject
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -180,9 +180,11 @@ def create_dispatcher(
     desk: StaffDesk,
     *,
     storage: BaseStorage | None = None,
+    isolation: BaseEventIsolation | None = None,
     rate_limiter: Any = None,
 ) -> tuple[Dispatcher, InFlight]:
-    dp = Dispatcher(storage=storage or MemoryStorage())
+    # Isolation: one update at a time per chat and user, so a citizen's messages keep their order.
+    dp = Dispatcher(storage=storage or MemoryStorage(), events_isolation=isolation or SimpleEventIsolation())
     in_flight = InFlight()
     deliver = Delivery(sender)
     dp.workflow_data.update(
@@ -201,7 +203,9 @@ def create_dispatcher(
     dp.message.outer_middleware(
         FloodMiddleware(rate_limiter or MemoryRateLimiter(settings.flood_messages_per_minute))
     )
-    dp.include_routers(errors.router, staff.build_router(settings.staff_chat_id), citizens.router)
+    dp.include_routers(
+        errors.build_router(), staff.build_router(settings.staff_chat_id), citizens.build_router()
+    )
     return dp, in_flight
 
 
@@ -219,7 +223,9 @@ async def create_app(
     conversation = Conversation(runtime.knowledge, desk, settings.bureau_facts())
 
     async def on_blocked(session: AsyncSession, chat_id: int) -> None:
-        await _mark_unreachable(session, chat_id)
+        with use_locale(settings.locale):
+            out = await desk.unreachable(session, chat_id)
+        await Delivery(None).enqueue(session, out)
 
     sender = OutboxSender(runtime.sf, TelegramTransport(bot), on_blocked=on_blocked)
     dp, in_flight = create_dispatcher(

@@ -7,10 +7,28 @@ from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -23,7 +41,7 @@ class KbEntry(Base):
     __tablename__ = "kb_entries"
 
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     revisions: Mapped[list[KbRevision]] = relationship(
         back_populates="entry", order_by="KbRevision.number", cascade="all, delete-orphan"
     )
@@ -50,9 +68,9 @@ class KbRevision(Base):
     keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
     author: Mapped[str] = mapped_column(String(120))
     note: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     reviewed_by: Mapped[str | None] = mapped_column(String(120), nullable=True)
-    reviewed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     review_note: Mapped[str | None] = mapped_column(Text, nullable=True)
     origin_ticket_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
@@ -66,7 +84,7 @@ class KbAlias(Base):
 
     term: Mapped[str] = mapped_column(String(40), primary_key=True)
     synonyms: Mapped[list[str]] = mapped_column(JSON)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     author: Mapped[str] = mapped_column(String(120), default="import")
 
 
@@ -77,9 +95,7 @@ class KbState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
-    changed_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, server_default=func.now()
-    )
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, server_default=func.now())
 
 
 class AuditLog(Base):
@@ -89,7 +105,7 @@ class AuditLog(Base):
     __table_args__ = (Index("ix_audit_log_at", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     actor: Mapped[str] = mapped_column(String(120))
     action: Mapped[str] = mapped_column(String(60))
     target: Mapped[str] = mapped_column(String(120), default="")
@@ -109,10 +125,10 @@ class Citizen(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     username: Mapped[str | None] = mapped_column(String(64), nullable=True)
     language: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    unreachable_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    unreachable_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_question: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    anonymized_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    anonymized_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class Ticket(Base):
@@ -128,20 +144,20 @@ class Ticket(Base):
     question: Mapped[str] = mapped_column(Text)
     candidates: Mapped[list[str]] = mapped_column(JSON, default=list)
     topic: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     claimed_by_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    first_response_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    first_response_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     answered_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     closed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    reminded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reminded_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     card_chat_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     card_message_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    anonymized_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    anonymized_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
     citizen: Mapped[Citizen] = relationship()
     messages: Mapped[list[TicketMessage]] = relationship(
@@ -163,7 +179,7 @@ class TicketMessage(Base):
     kind: Mapped[str] = mapped_column(String(16), default="text")  # text | photo | document | voice | …
     text: Mapped[str] = mapped_column(Text, default="")
     file_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
 
@@ -194,11 +210,11 @@ class OutboxMessage(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(12), default="pending")  # pending | sending | sent | dead
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     result_message_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     ticket_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     link_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -212,7 +228,7 @@ class QueryLog(Base):
     __table_args__ = (Index("ix_query_log_at", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     citizen_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     channel: Mapped[str] = mapped_column(String(16), default="telegram")
     question: Mapped[str] = mapped_column(Text)

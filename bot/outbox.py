@@ -226,6 +226,9 @@ class OutboxSender:
                 result = SendResult(False, error=repr(exc))
             if self.on_result:
                 self.on_result(row.method, result)
+            if result.ok and row.ticket_id and row.link_kind and result.message_id:
+                # Linked at once: staff may reply to this message before the batch is recorded.
+                await self._link(row.chat_id, result.message_id, row.ticket_id, row.link_kind)
             outcomes.append(
                 _Outcome(row.id, row.chat_id, result, row.ticket_id, row.link_kind, row.attempts + 1)
             )
@@ -238,6 +241,18 @@ class OutboxSender:
                 )
                 break
         return outcomes
+
+    async def _link(self, chat_id: int, message_id: int, ticket_id: int, kind: str) -> None:
+        async with self.sf() as session, session.begin():
+            await session.merge(
+                MessageLink(chat_id=chat_id, message_id=message_id, ticket_id=ticket_id, kind=kind)
+            )
+            if kind == "card":
+                await session.execute(
+                    update(Ticket)
+                    .where(Ticket.id == ticket_id)
+                    .values(card_chat_id=chat_id, card_message_id=message_id)
+                )
 
     async def _card_ids(self, ticket_ids: set[int]) -> dict[int, tuple[int, int]]:
         if not ticket_ids:

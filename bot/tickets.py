@@ -440,6 +440,27 @@ class StaffDesk:
         )
         return _("已生成知识条目草稿 {id}（第 {n} 版），等待管理员审核", id=entry.id, n=rev.number), []
 
+    async def unreachable(self, session: AsyncSession, chat_id: int) -> list[Outgoing]:
+        """Telegram said the citizen blocked the bot: mark them, and show it on their open tickets."""
+        citizens = list(
+            await session.scalars(
+                select(Citizen).where(Citizen.chat_id == chat_id, Citizen.channel == "telegram")
+            )
+        )
+        out: list[Outgoing] = []
+        for citizen in citizens:
+            if citizen.unreachable_at is not None:
+                continue
+            citizen.unreachable_at = utcnow()
+            for t in await for_citizen(session, citizen.id, limit=20):
+                if t.status == "closed":
+                    continue
+                out += self.card_out(t, citizen)
+                out += self.staff_note(
+                    _("⚠ 工单 #{id}：市民已屏蔽机器人，消息无法送达。", id=t.id), ticket_id=t.id
+                )
+        return out
+
     async def due_reminders(self, session: AsyncSession, now: dt.datetime | None = None) -> list[Outgoing]:
         """Tickets with no staff reply after the configured working time: remind the group once."""
         now = now or utcnow()

@@ -14,19 +14,18 @@ from handlers.callbacks import AnswerCb, ClarifyNoneCb, FeedbackCb, RateCb, Topi
 from handlers.common import citizen_info
 from handlers.delivery import Delivery
 
-router = Router(name="citizens")
-router.message.filter(F.chat.type == "private")
-router.callback_query.filter(F.message.chat.type == "private")
-
 FORWARDABLE = ("photo", "document", "voice", "video", "audio")
+
+
+async def is_human_request(message: Message) -> bool:
+    """人工 / 转人工 typed as a message (async, so aiogram need not use a thread)."""
+    return bool(message.text) and message.text.strip() in HUMAN_WORDS
 
 
 class HumanRequest(StatesGroup):
     waiting_question = State()
 
 
-@router.message(CommandStart())
-@router.message(Command("help"))
 async def start(
     message: Message, session: AsyncSession, conversation: Conversation, deliver: Delivery
 ) -> None:
@@ -34,7 +33,6 @@ async def start(
     await deliver(session, conversation.welcome(citizen))
 
 
-@router.message(Command("cancel"))
 async def cancel(
     message: Message, state: FSMContext, session: AsyncSession, conversation: Conversation, deliver: Delivery
 ) -> None:
@@ -43,8 +41,6 @@ async def cancel(
     await deliver(session, conversation.welcome(citizen))
 
 
-@router.message(Command("human"))
-@router.message(F.text.func(lambda t: t.strip() in HUMAN_WORDS))
 async def human(
     message: Message, state: FSMContext, session: AsyncSession, conversation: Conversation, deliver: Delivery
 ) -> None:
@@ -56,7 +52,6 @@ async def human(
     await deliver(session, out)
 
 
-@router.message(Command("mytickets"))
 async def my_tickets(
     message: Message, session: AsyncSession, conversation: Conversation, deliver: Delivery
 ) -> None:
@@ -64,7 +59,6 @@ async def my_tickets(
     await deliver(session, await conversation.my_tickets(session, citizen))
 
 
-@router.message(StateFilter(HumanRequest.waiting_question), F.text)
 async def human_question(
     message: Message, state: FSMContext, session: AsyncSession, conversation: Conversation, deliver: Delivery
 ) -> None:
@@ -73,7 +67,6 @@ async def human_question(
     await deliver(session, await conversation.escalate(session, citizen, message.text or "", source="human"))
 
 
-@router.message(F.text)
 async def question(
     message: Message, session: AsyncSession, conversation: Conversation, deliver: Delivery
 ) -> None:
@@ -81,7 +74,6 @@ async def question(
     await deliver(session, await conversation.ask(session, citizen, message.text or ""))
 
 
-@router.message()
 async def other_content(
     message: Message, session: AsyncSession, conversation: Conversation, deliver: Delivery
 ) -> None:
@@ -119,7 +111,6 @@ async def _citizen_from_callback(callback: CallbackQuery, session: AsyncSession,
     return await conversation.citizen(session, citizen_info(callback.message, callback.from_user))  # type: ignore[arg-type]
 
 
-@router.callback_query(TopicCb.filter())
 async def topic(
     callback: CallbackQuery,
     callback_data: TopicCb,
@@ -132,7 +123,6 @@ async def topic(
     await deliver(session, await conversation.topic_questions(session, citizen, callback_data.code))
 
 
-@router.callback_query(AnswerCb.filter())
 async def pick(
     callback: CallbackQuery,
     callback_data: AnswerCb,
@@ -147,7 +137,6 @@ async def pick(
     )
 
 
-@router.callback_query(FeedbackCb.filter())
 async def feedback(
     callback: CallbackQuery,
     callback_data: FeedbackCb,
@@ -163,7 +152,6 @@ async def feedback(
     )
 
 
-@router.callback_query(ClarifyNoneCb.filter())
 async def none_of_these(
     callback: CallbackQuery,
     callback_data: ClarifyNoneCb,
@@ -176,7 +164,6 @@ async def none_of_these(
     await deliver(session, await conversation.clarify_none(session, citizen, callback_data.query_id))
 
 
-@router.callback_query(RateCb.filter())
 async def rate(
     callback: CallbackQuery,
     callback_data: RateCb,
@@ -189,3 +176,25 @@ async def rate(
     await deliver(
         session, await conversation.rate(session, citizen, callback_data.ticket_id, callback_data.score)
     )
+
+
+def build_router() -> Router:
+    """Private chats with citizens. A new Router per app, so several apps can live in one process."""
+    router = Router(name="citizens")
+    router.message.filter(F.chat.type == "private")
+    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.register(start, CommandStart())
+    router.message.register(start, Command("help"))
+    router.message.register(cancel, Command("cancel"))
+    router.message.register(human, Command("human"))
+    router.message.register(human, is_human_request)
+    router.message.register(my_tickets, Command("mytickets"))
+    router.message.register(human_question, StateFilter(HumanRequest.waiting_question), F.text)
+    router.message.register(question, F.text)
+    router.message.register(other_content)
+    router.callback_query.register(topic, TopicCb.filter())
+    router.callback_query.register(pick, AnswerCb.filter())
+    router.callback_query.register(feedback, FeedbackCb.filter())
+    router.callback_query.register(none_of_these, ClarifyNoneCb.filter())
+    router.callback_query.register(rate, RateCb.filter())
+    return router

@@ -16,6 +16,13 @@ class Delivery:
 
     async def __call__(self, session: AsyncSession, items: list[Outgoing]) -> None:
         """Queue ``items`` and commit everything the update changed; then wake the sender."""
+        await self.enqueue(session, items)
+        await session.commit()
+        if items and self.sender is not None:
+            self.sender.wake()
+
+    async def enqueue(self, session: AsyncSession, items: list[Outgoing]) -> None:
+        """Queue ``items`` in the caller's transaction (the caller commits)."""
         for item in items:
             for method, payload in to_requests(item):
                 await outbox.enqueue(
@@ -27,6 +34,3 @@ class Delivery:
                     link_kind=item.link_kind,
                     citizen_id=item.citizen_id,
                 )
-        await session.commit()
-        if items and self.sender is not None:
-            self.sender.wake()

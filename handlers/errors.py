@@ -13,7 +13,6 @@ from bot.replies import Outgoing, Reply
 from handlers.delivery import Delivery
 
 log = logging.getLogger("hotline.errors")
-router = Router(name="errors")
 
 
 def _chat_and_lang(event: ErrorEvent) -> tuple[int | None, str | None]:
@@ -26,7 +25,6 @@ def _chat_and_lang(event: ErrorEvent) -> tuple[int | None, str | None]:
     return None, None
 
 
-@router.errors()
 async def on_error(
     event: ErrorEvent, bot: Bot, sf: async_sessionmaker[AsyncSession], deliver: Delivery, settings_locale: str
 ) -> bool:
@@ -45,3 +43,9 @@ async def on_error(
         except Exception:
             log.exception("could not apologise to chat %s", chat_id)
     return True
+
+
+def build_router() -> Router:
+    router = Router(name="errors")
+    router.errors.register(on_error)
+    return router

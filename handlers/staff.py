@@ -6,6 +6,7 @@ if the person who pressed it is a member of that group.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiogram import Bot, F, Router
@@ -108,7 +109,17 @@ def build_router(staff_chat_id: int | None) -> Router:
         if target is None or target.from_user is None or target.from_user.id != bot.id:
             return
         ticket = await tickets.by_staff_message(session, message.chat.id, target.message_id)
+        for _attempt in range(8):
+            # A message sent a moment ago may not be linked to its ticket yet.
+            if ticket is not None or time.time() - target.date.timestamp() > 10:
+                break
+            await session.rollback()
+            await asyncio.sleep(0.25)
+            ticket = await tickets.by_staff_message(session, message.chat.id, target.message_id)
         if ticket is None:
+            if message.text and message.text.startswith("/"):
+                return
+            await deliver(session, note(_("这条消息不属于任何工单：请回复工单卡片或市民转来的消息。")))
             return
         staff = _staff(message.from_user)
         if message.text:
