@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     dibao_standard_rural: str | None = None
 
     # Matcher thresholds (see README, "Tuning the decisions").
-    match_answer: float = 0.50
-    match_clarify: float = 0.30
+    match_answer: float = 0.45
+    match_clarify: float = 0.25
     match_margin: float = 0.06
 
     # Escalations

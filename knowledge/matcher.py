@@ -35,6 +35,8 @@ _TEMPLATE_CHARS = set(
     "怎么样如何咋啥什哪里儿在去需要申请办理可以能否吗多少久长时间条件材料手续流程序我你他她们的了是有没不给"
     "请问这那个些呢吧啊呀一下就还得会该应到才都也和与及或者么想知道找对又吧把被让从"
 )
+# Score = weighted TF-IDF cosine (content) and rapidfuzz ratio (surface form), tuned on the dev set.
+W_COSINE, W_FUZZY = 0.6, 0.4
 # How many postings one query may walk to find candidates (keeps p99 flat as the KB grows).
 _POSTINGS_BUDGET = 20_000
 _TEMPLATE_WORD_SET = {clean(w) for w in TEMPLATE_WORDS}
@@ -44,8 +46,8 @@ _TEMPLATE_WORD_SET = {clean(w) for w in TEMPLATE_WORDS}
 class Thresholds:
     """Decision thresholds; scores are in [0, 1]. Tune with ``main.py ask --json`` on a question set."""
 
-    answer: float = 0.50  # best entry at least this good to answer directly
-    clarify: float = 0.30  # candidates at least this good are offered in a clarification
+    answer: float = 0.45  # best entry at least this good to answer directly
+    clarify: float = 0.25  # candidates at least this good are offered in a clarification
     margin: float = 0.06  # best must beat the runner-up by this much to answer
     sure: float = 0.85  # so close to a known question that no topic word is needed
     max_unexplained: float = 0.5  # share of the question's own words the entry may not explain
@@ -228,7 +230,8 @@ class KnowledgeIndex:
         for gram, tf in counts.items():
             tid = self._term_ids.get(gram)
             if tid is None:
-                unknown += 1
+                # Unknown Chinese counts against the match; stray Latin letters ("how to apply") do not.
+                unknown += any(is_cjk(c) for c in gram)
                 continue
             known.append((tid, (1.0 + math.log(tf)) * float(self._idf[tid])))
         if not known:
@@ -291,7 +294,7 @@ class KnowledgeIndex:
                     best_q, best_f = q, f
             sc.fuzzy = best_f
             sc.best_question = best_q
-            sc.score = 0.6 * sc.cosine + 0.4 * sc.fuzzy
+            sc.score = W_COSINE * sc.cosine + W_FUZZY * sc.fuzzy
         return sorted(by_entry.values(), key=lambda s: s.score, reverse=True)
 
     def _unexplained(self, text: str, terms: set[str], entry_idx: int) -> float:
@@ -312,6 +315,11 @@ class KnowledgeIndex:
         """Empty string when the entry may answer; otherwise the reason it may not."""
         th = self.thresholds
         entry_terms = self._entry_terms[sc.entry_idx]
+        if q_terms and self.entries[sc.entry_idx].topic == GREETING_TOPIC:
+            # A question naming a policy is never answered with small talk.
+            own = {self.vocabulary.canonicalize(clean(k)) for k in self.entries[sc.entry_idx].keywords}
+            if not q_terms <= own:
+                return "off_topic"
         if q_terms:
             if not (q_terms & entry_terms):
                 return "off_topic"
@@ -392,11 +400,20 @@ class KnowledgeIndex:
             if not rivals or best.fuzzy >= th.sure:
                 return self._result(question, ANSWER, "match", core, passing, self.entries[best.entry_idx])
             return self._result(question, CLARIFY, "close", core, [best, *rivals], None)
-        offer = [s for s in passing if s.score >= th.clarify]
-        if not offer:
-            # Something with the right subject but questions we cannot explain: show it, don't answer.
-            offer = [s for s in scored if s.gated == "unexplained" and s.score >= th.answer]
+        # Not sure enough to answer: offer what is on topic, including entries whose questions
+        # do not explain all the citizen's words (their story), never off-topic ones.
+        offer = [
+            s
+            for s in scored
+            if s.score >= th.clarify
+            and (
+                not s.gated
+                or s.gated == "unexplained"
+                or (s.gated == "no_topic" and self._unexplained(core, q_terms, s.entry_idx) <= 0.5)
+            )
+        ]
         if offer:
             return self._result(question, CLARIFY, "unsure", core, offer, None)
         # A meaningful question we cannot answer well: a person should see it.
-        return self._result(question, ESCALATE, "no_match", core, scored, None)
+        on_topic = [s for s in scored if s.gated != "off_topic"] or scored
+        return self._result(question, ESCALATE, "no_match", core, on_topic, None)

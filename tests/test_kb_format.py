@@ -67,10 +67,10 @@ def test_validate_reports_each_problem_with_file_and_line(tmp_path: Path) -> Non
     text = "\n".join(problems)
     assert f"{path}:7: duplicate id 'dibao-apply'" in text
     assert "also a question of 'dibao-apply'" in text
-    assert f"{path}:23: empty answer" in text
+    assert f"{path}:22: empty answer" in text
     assert "missing source" in text
     assert "3501 characters" in text
-    assert f"{path}:48: unknown field 'colour'" in text
+    assert f"{path}:42: unknown field 'colour'" in text
 
 
 def test_validate_command_exit_codes(tmp_path: Path) -> None:
