@@ -20,6 +20,9 @@ def create_engine(url: str) -> AsyncEngine:
         if db and db != ":memory:" and not db.startswith("file:"):
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
+        # One connection: SQLite allows one writer anyway, and waiting for the pool is an
+        # asyncio wait, whereas waiting on SQLite's lock sleeps in a thread (seconds under load).
+        kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60)
     else:
         kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)
@@ -31,6 +34,7 @@ def create_engine(url: str) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it safe; a fsync per commit is not needed
             cur.close()
 
     return engine

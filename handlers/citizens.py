@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -15,6 +15,19 @@ from handlers.common import citizen_info
 from handlers.delivery import Delivery
 
 FORWARDABLE = ("photo", "document", "voice", "video", "audio")
+
+
+# Plain async filters: aiogram runs synchronous (magic) filters in a thread per update.
+async def in_private(message: Message) -> bool:
+    return message.chat.type == "private"
+
+
+async def callback_in_private(callback: CallbackQuery) -> bool:
+    return callback.message is not None and callback.message.chat.type == "private"
+
+
+async def has_text(message: Message) -> bool:
+    return message.text is not None
 
 
 async def is_human_request(message: Message) -> bool:
@@ -181,16 +194,16 @@ async def rate(
 def build_router() -> Router:
     """Private chats with citizens. A new Router per app, so several apps can live in one process."""
     router = Router(name="citizens")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.filter(in_private)
+    router.callback_query.filter(callback_in_private)
     router.message.register(start, CommandStart())
     router.message.register(start, Command("help"))
     router.message.register(cancel, Command("cancel"))
     router.message.register(human, Command("human"))
     router.message.register(human, is_human_request)
     router.message.register(my_tickets, Command("mytickets"))
-    router.message.register(human_question, StateFilter(HumanRequest.waiting_question), F.text)
-    router.message.register(question, F.text)
+    router.message.register(human_question, StateFilter(HumanRequest.waiting_question), has_text)
+    router.message.register(question, has_text)
     router.message.register(other_content)
     router.callback_query.register(topic, TopicCb.filter())
     router.callback_query.register(pick, AnswerCb.filter())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message, User
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,9 +55,20 @@ def _staff(user: User | None) -> StaffMember:
 
 def build_router(staff_chat_id: int | None) -> Router:
     router = Router(name="staff")
-    # No staff group configured: the router matches nothing.
-    router.message.filter(F.chat.id == (staff_chat_id if staff_chat_id is not None else 0))
-    router.callback_query.filter(F.message.chat.id == (staff_chat_id if staff_chat_id is not None else 0))
+
+    # No staff group configured: the router matches nothing. Async filters avoid a thread hop.
+    async def in_staff_chat(message: Message) -> bool:
+        return staff_chat_id is not None and message.chat.id == staff_chat_id
+
+    async def callback_in_staff_chat(callback: CallbackQuery) -> bool:
+        msg = callback.message
+        return staff_chat_id is not None and msg is not None and msg.chat.id == staff_chat_id
+
+    async def is_reply(message: Message) -> bool:
+        return message.reply_to_message is not None
+
+    router.message.filter(in_staff_chat)
+    router.callback_query.filter(callback_in_staff_chat)
 
     def note(text: str) -> list[Outgoing]:
         return [Outgoing(staff_chat_id, Reply(text))] if staff_chat_id is not None else []
@@ -100,7 +111,7 @@ def build_router(staff_chat_id: int | None) -> Router:
         text, out = await desk.reopen(session, number, _staff(message.from_user))
         await deliver(session, [*out, *note(text)])
 
-    @router.message(F.reply_to_message)
+    @router.message(is_reply)
     async def reply(
         message: Message, bot: Bot, session: AsyncSession, desk: StaffDesk, deliver: Delivery
     ) -> None:
