@@ -25,11 +25,23 @@ _SPAN_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 Span = tuple[dt.time, dt.time]
 
 
-def _is_workday(day: dt.date, weekday_rule: bool) -> bool:
+def _is_statutory_holiday(day: dt.date) -> bool:
+    """A named public holiday (国庆节, 春节 …); ordinary weekends are not holidays."""
+    try:
+        is_holiday, name = chinese_calendar.get_holiday_detail(day)
+    except NotImplementedError:  # a year the calendar does not know yet: weekday rule
+        return False
+    return bool(is_holiday and name)
+
+
+def _is_makeup_workday(day: dt.date) -> bool:
+    """A weekend day worked instead of a holiday (调休)."""
+    if day.weekday() < 5:
+        return False
     try:
         return bool(chinese_calendar.is_workday(day))
     except NotImplementedError:
-        return weekday_rule
+        return False
 
 
 @dataclass(frozen=True)
@@ -72,13 +84,13 @@ class OfficeHours:
         return cls(by_day, ZoneInfo(tz))
 
     def spans_on(self, day: dt.date) -> tuple[Span, ...]:
-        weekday_spans = self.spans_by_weekday.get(day.weekday(), ())
-        if not _is_workday(day, bool(weekday_spans)):
+        if _is_statutory_holiday(day):
             return ()
-        if weekday_spans:
-            return weekday_spans
-        # A weekend day worked instead of a holiday (调休) keeps Monday's hours.
-        return self.spans_by_weekday.get(0, ())
+        weekday_spans = self.spans_by_weekday.get(day.weekday(), ())
+        if not weekday_spans and _is_makeup_workday(day):
+            # A weekend day worked instead of a holiday (调休) keeps Monday's hours.
+            return self.spans_by_weekday.get(0, ())
+        return weekday_spans
 
     def _local(self, moment: dt.datetime) -> dt.datetime:
         if moment.tzinfo is None:

@@ -21,7 +21,8 @@ STATUSES = ("draft", "published", "archived")
 MAX_ANSWER_CHARS = 3500
 ALIASES_KEY = "aliases"
 ALIASES_FILE = "aliases.yaml"
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,79}$")
+# Short enough to fit Telegram's 64-byte callback data with room for the rest.
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,39}$")
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def _read_entry(node: yaml.Node, name: str, bundle: KnowledgeBundle) -> Entry | 
     entry_id = str(raw.get("id", "")).strip()
     if entry_id and not _ID_RE.match(entry_id):
         bundle.problems.append(
-            Problem(name, lines.get("id", line), f"id '{entry_id}' must be a lowercase ascii slug")
+            Problem(name, lines.get("id", line), f"id '{entry_id}' must be a lowercase ascii slug of at most 40 characters")
         )
         ok = False
     questions = _str_list(raw.get("questions"))
