@@ -26,7 +26,7 @@ from bot.conversation import Conversation
 from bot.i18n import _, use_locale
 from bot.models import Citizen, utcnow
 from bot.office_hours import OfficeHours
-from bot.outbox import OutboxSender
+from bot.outbox import Limits, OutboxSender
 from bot.runtime import Runtime, create_runtime
 from bot.settings import Settings
 from bot.tickets import StaffDesk
@@ -227,7 +227,12 @@ async def create_app(
             out = await desk.unreachable(session, chat_id)
         await Delivery(None).enqueue(session, out)
 
-    sender = OutboxSender(runtime.sf, TelegramTransport(bot), on_blocked=on_blocked)
+    limits = Limits(
+        global_per_second=settings.send_rate_per_second,
+        private_per_second=settings.send_rate_per_chat,
+        private_burst=max(3.0, settings.send_rate_per_chat),
+    )
+    sender = OutboxSender(runtime.sf, TelegramTransport(bot), on_blocked=on_blocked, limits=limits)
     dp, in_flight = create_dispatcher(
         settings, runtime, sender, conversation, desk, storage=storage, rate_limiter=rate_limiter
     )

@@ -297,8 +297,13 @@ class OutboxSender:
         holds: dict[int, tuple[int, dt.datetime]] = {}
         async with self.sf() as session, session.begin():
             blocked: set[int] = set()
+            # One query for the whole batch (a round trip per row was the sender's main cost).
+            found = await session.scalars(
+                select(OutboxMessage).where(OutboxMessage.id.in_([o.row_id for o in outcomes]))
+            )
+            rows = {r.id: r for r in found}
             for o in outcomes:
-                row = await session.get(OutboxMessage, o.row_id)
+                row = rows.get(o.row_id)
                 if row is None:
                     continue
                 res = o.result

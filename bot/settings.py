@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     reminder_working_hours: float = 4.0
     flood_messages_per_minute: int = 20
     kb_refresh_seconds: float = 3.0
+    # Telegram's limits (about 30 messages a second overall, 1 a second per chat). Raise only
+    # for a self-hosted test API, e.g. in benchmarks.
+    send_rate_per_second: float = 30.0
+    send_rate_per_chat: float = 1.0
 
     # Web panel / webhook / several instances
     web_host: str | None = None

@@ -161,7 +161,7 @@ def _read_entry(node: yaml.Node, name: str, bundle: KnowledgeBundle) -> Entry | 
     entry_id = str(raw.get("id", "")).strip()
     if entry_id and not _ID_RE.match(entry_id):
         bundle.problems.append(
-            Problem(name, lines.get("id", line), f"id '{entry_id}' must be a lowercase ascii slug of at most 40 characters")
+            Problem(name, lines.get("id", line), f"id '{entry_id}' must be an ascii slug, max 40")
         )
         ok = False
     questions = _str_list(raw.get("questions"))
