@@ -89,26 +89,18 @@ def build_router(staff_chat_id: int | None) -> Router:
         text = await desk.detail(session, number) if number else _("用法：/ticket 工单编号，例如 /ticket 12")
         await deliver(session, note(text))
 
-    @router.message(Command("close"))
-    async def close(
+    @router.message(Command("close", "reopen"))
+    async def close_or_reopen(
         message: Message, command: CommandObject, session: AsyncSession, desk: StaffDesk, deliver: Delivery
     ) -> None:
         number = ticket_number(command)
+        name = command.command
         if number is None:
-            await deliver(session, note(_("用法：/close 工单编号，例如 /close 12")))
+            usage = _("用法：/{cmd} 工单编号，例如 /{cmd} 12", cmd=name)
+            await deliver(session, note(usage))
             return
-        text, out = await desk.close(session, number, _staff(message.from_user))
-        await deliver(session, [*out, *note(text)])
-
-    @router.message(Command("reopen"))
-    async def reopen(
-        message: Message, command: CommandObject, session: AsyncSession, desk: StaffDesk, deliver: Delivery
-    ) -> None:
-        number = ticket_number(command)
-        if number is None:
-            await deliver(session, note(_("用法：/reopen 工单编号，例如 /reopen 12")))
-            return
-        text, out = await desk.reopen(session, number, _staff(message.from_user))
+        action = desk.close if name == "close" else desk.reopen
+        text, out = await action(session, number, _staff(message.from_user))
         await deliver(session, [*out, *note(text)])
 
     @router.message(is_reply)
