@@ -18,7 +18,7 @@ from bot.knowledge_service import KnowledgeService, render_answer
 from bot.models import Citizen, QueryLog, Ticket, utcnow
 from bot.replies import Button, Outgoing, Reply, rows
 from bot.tickets import StaffDesk
-from knowledge.matcher import ANSWER, CLARIFY, ESCALATE, MatchResult
+from knowledge.matcher import ANSWER, CLARIFY, MatchResult
 
 # Topic menu: callback code → (label, knowledge-base topic).
 TOPICS: dict[str, tuple[str, str]] = {
@@ -412,9 +412,17 @@ class Conversation:
             )
         ]
 
-    def sorry(self, citizen: Citizen) -> list[Outgoing]:
-        return [self._to(citizen, Reply(_("抱歉，系统刚才出了点问题，请稍后再试。您的消息没有丢失。")))]
-
-    @staticmethod
-    def outcomes() -> tuple[str, str, str]:
-        return (ANSWER, CLARIFY, ESCALATE)
+    async def press(self, session: AsyncSession, citizen: Citizen, button: Button) -> list[Outgoing]:
+        """A citizen pressed one of our buttons (Telegram or terminal)."""
+        a, args = button.action, button.args
+        if a == "topic":
+            return await self.topic_questions(session, citizen, str(args[0]))
+        if a == "answer":
+            return await self.pick(session, citizen, str(args[0]), int(args[1]) if len(args) > 1 else 0)
+        if a == "feedback":
+            return await self.feedback(session, citizen, int(args[0]), bool(int(args[1])))
+        if a == "clarify_none":
+            return await self.clarify_none(session, citizen, int(args[0]))
+        if a == "rate":
+            return await self.rate(session, citizen, int(args[0]), int(args[1]))
+        return []

@@ -51,3 +51,18 @@ def pack(button: Button) -> str:
     if a in ("claim", "close", "draft"):
         return TicketCb(action=a, ticket_id=int(args[0])).pack()
     raise ValueError(f"no callback data for action {a!r}")
+
+
+def unpack(data: CallbackData) -> Button:
+    """Parsed citizen callback data → the service's abstract button (inverse of ``pack``)."""
+    if isinstance(data, TopicCb):
+        return Button("", "topic", (data.code,))
+    if isinstance(data, AnswerCb):
+        return Button("", "answer", (data.entry_id, data.query_id))
+    if isinstance(data, FeedbackCb):
+        return Button("", "feedback", (data.query_id, data.helpful))
+    if isinstance(data, ClarifyNoneCb):
+        return Button("", "clarify_none", (data.query_id,))
+    if isinstance(data, RateCb):
+        return Button("", "rate", (data.ticket_id, data.score))
+    raise ValueError(f"not a citizen button: {data!r}")

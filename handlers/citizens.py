@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from aiogram import Router
 from aiogram.filters import Command, CommandStart, StateFilter
+from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.conversation import HUMAN_WORDS, Conversation
-from handlers.callbacks import AnswerCb, ClarifyNoneCb, FeedbackCb, RateCb, TopicCb
+from handlers.callbacks import AnswerCb, ClarifyNoneCb, FeedbackCb, RateCb, TopicCb, unpack
 from handlers.common import citizen_info
 from handlers.delivery import Delivery
 
@@ -119,76 +120,19 @@ async def other_content(
     await deliver(session, out)
 
 
-async def _citizen_from_callback(callback: CallbackQuery, session: AsyncSession, conversation: Conversation):
+async def button(
+    callback: CallbackQuery,
+    callback_data: CallbackData,
+    session: AsyncSession,
+    conversation: Conversation,
+    deliver: Delivery,
+) -> None:
+    """Any citizen button: topic, candidate question, feedback, none-of-these, rating."""
+    await callback.answer()
     assert callback.message is not None
-    return await conversation.citizen(session, citizen_info(callback.message, callback.from_user))  # type: ignore[arg-type]
-
-
-async def topic(
-    callback: CallbackQuery,
-    callback_data: TopicCb,
-    session: AsyncSession,
-    conversation: Conversation,
-    deliver: Delivery,
-) -> None:
-    await callback.answer()
-    citizen = await _citizen_from_callback(callback, session, conversation)
-    await deliver(session, await conversation.topic_questions(session, citizen, callback_data.code))
-
-
-async def pick(
-    callback: CallbackQuery,
-    callback_data: AnswerCb,
-    session: AsyncSession,
-    conversation: Conversation,
-    deliver: Delivery,
-) -> None:
-    await callback.answer()
-    citizen = await _citizen_from_callback(callback, session, conversation)
-    await deliver(
-        session, await conversation.pick(session, citizen, callback_data.entry_id, callback_data.query_id)
-    )
-
-
-async def feedback(
-    callback: CallbackQuery,
-    callback_data: FeedbackCb,
-    session: AsyncSession,
-    conversation: Conversation,
-    deliver: Delivery,
-) -> None:
-    await callback.answer()
-    citizen = await _citizen_from_callback(callback, session, conversation)
-    await deliver(
-        session,
-        await conversation.feedback(session, citizen, callback_data.query_id, bool(callback_data.helpful)),
-    )
-
-
-async def none_of_these(
-    callback: CallbackQuery,
-    callback_data: ClarifyNoneCb,
-    session: AsyncSession,
-    conversation: Conversation,
-    deliver: Delivery,
-) -> None:
-    await callback.answer()
-    citizen = await _citizen_from_callback(callback, session, conversation)
-    await deliver(session, await conversation.clarify_none(session, citizen, callback_data.query_id))
-
-
-async def rate(
-    callback: CallbackQuery,
-    callback_data: RateCb,
-    session: AsyncSession,
-    conversation: Conversation,
-    deliver: Delivery,
-) -> None:
-    await callback.answer()
-    citizen = await _citizen_from_callback(callback, session, conversation)
-    await deliver(
-        session, await conversation.rate(session, citizen, callback_data.ticket_id, callback_data.score)
-    )
+    info = citizen_info(callback.message, callback.from_user)  # type: ignore[arg-type]
+    citizen = await conversation.citizen(session, info)
+    await deliver(session, await conversation.press(session, citizen, unpack(callback_data)))
 
 
 def build_router() -> Router:
@@ -205,9 +149,9 @@ def build_router() -> Router:
     router.message.register(human_question, StateFilter(HumanRequest.waiting_question), has_text)
     router.message.register(question, has_text)
     router.message.register(other_content)
-    router.callback_query.register(topic, TopicCb.filter())
-    router.callback_query.register(pick, AnswerCb.filter())
-    router.callback_query.register(feedback, FeedbackCb.filter())
-    router.callback_query.register(none_of_these, ClarifyNoneCb.filter())
-    router.callback_query.register(rate, RateCb.filter())
+    router.callback_query.register(button, TopicCb.filter())
+    router.callback_query.register(button, AnswerCb.filter())
+    router.callback_query.register(button, FeedbackCb.filter())
+    router.callback_query.register(button, ClarifyNoneCb.filter())
+    router.callback_query.register(button, RateCb.filter())
     return router

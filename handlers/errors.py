@@ -33,7 +33,7 @@ async def on_error(
     if chat_id is None:
         return True
     with use_locale(pick_locale(lang, settings_locale)):
-        text = _("抱歉，系统刚才出了点问题，请稍后再试。您的消息我们已经记录。")
+        text = _("抱歉，系统刚才出了点问题，请稍后把这条消息再发一次。")
     try:
         async with sf() as session:
             await deliver(session, [Outgoing(chat_id, Reply(text))])

@@ -65,20 +65,6 @@ class TerminalChat:
             self._print()
         return staff
 
-    async def _press(self, session, citizen: Citizen, b: Button) -> list[Outgoing]:
-        c = self.conversation
-        if b.action == "topic":
-            return await c.topic_questions(session, citizen, str(b.args[0]))
-        if b.action == "answer":
-            return await c.pick(session, citizen, str(b.args[0]), int(b.args[1]))
-        if b.action == "feedback":
-            return await c.feedback(session, citizen, int(b.args[0]), bool(int(b.args[1])))
-        if b.action == "clarify_none":
-            return await c.clarify_none(session, citizen, int(b.args[0]))
-        if b.action == "rate":
-            return await c.rate(session, citizen, int(b.args[0]), int(b.args[1]))
-        return []
-
     async def _staff_replies(self, session, citizen: Citizen) -> None:
         """Show staff answers that arrived since the last look (terminal citizens read them here)."""
         rows = await session.execute(
@@ -112,7 +98,7 @@ class TerminalChat:
             elif text == "/human":
                 items = await c.human(session, citizen) or c.ask_what_to_forward(citizen)
             elif text.isdigit() and self.buttons and 1 <= int(text) <= len(self.buttons):
-                items = await self._press(session, citizen, self.buttons[int(text) - 1])
+                items = await c.press(session, citizen, self.buttons[int(text) - 1])
             else:
                 items = await c.ask(session, citizen, text)
             staff = self._show(items, citizen)
