@@ -144,6 +144,19 @@ def reachable(citizen: Citizen) -> bool:
     return citizen.channel == "telegram" and citizen.anonymized_at is None
 
 
+async def staff_answers_since(session: AsyncSession, citizen_id: int, after_id: int) -> list[TicketMessage]:
+    """Staff messages on a citizen's tickets newer than ``after_id`` (oldest first)."""
+    rows = await session.scalars(
+        select(TicketMessage)
+        .join(Ticket, Ticket.id == TicketMessage.ticket_id)
+        .where(
+            Ticket.citizen_id == citizen_id, TicketMessage.direction == "staff", TicketMessage.id > after_id
+        )
+        .order_by(TicketMessage.id)
+    )
+    return list(rows)
+
+
 class StaffDesk:
     """What hotline staff do with tickets, and the ticket card they see in their group."""
 

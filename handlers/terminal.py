@@ -8,11 +8,10 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from sqlalchemy import select
-
+from bot import tickets
 from bot.conversation import CitizenInfo, Conversation
 from bot.i18n import _, use_locale
-from bot.models import Citizen, Ticket, TicketMessage
+from bot.models import Citizen
 from bot.replies import Button, Outgoing
 from bot.runtime import Runtime
 from handlers.delivery import Delivery
@@ -67,17 +66,7 @@ class TerminalChat:
 
     async def _staff_replies(self, session, citizen: Citizen) -> None:
         """Show staff answers that arrived since the last look (terminal citizens read them here)."""
-        rows = await session.execute(
-            select(TicketMessage)
-            .join(Ticket, Ticket.id == TicketMessage.ticket_id)
-            .where(
-                Ticket.citizen_id == citizen.id,
-                TicketMessage.direction == "staff",
-                TicketMessage.id > self.seen_staff_message,
-            )
-            .order_by(TicketMessage.id)
-        )
-        for (m,) in rows.all():
+        for m in await tickets.staff_answers_since(session, citizen.id, self.seen_staff_message):
             self.seen_staff_message = m.id
             self._print(f"【{_('工单 #{id} 工作人员回复', id=m.ticket_id)}】")
             self._print(m.text or f"[{m.kind}]")
@@ -115,16 +104,11 @@ class TerminalChat:
             async with self.rt.sf() as session:
                 citizen = await self._citizen(session)
                 self._show(self.conversation.welcome(citizen), citizen)
-                last = await session.scalar(
-                    select(TicketMessage.id)
-                    .join(Ticket, Ticket.id == TicketMessage.ticket_id)
-                    .where(Ticket.citizen_id == citizen.id, TicketMessage.direction == "staff")
-                    .order_by(TicketMessage.id.desc())
-                    .limit(1)
-                )
+                # Earlier answers were seen in earlier runs; /mytickets shows their state.
+                earlier = await tickets.staff_answers_since(session, citizen.id, 0)
                 await session.commit()
             interactive = stdin.isatty()
-            self.seen_staff_message = last or 0
+            self.seen_staff_message = earlier[-1].id if earlier else 0
             while True:
                 if interactive:
                     try:
