@@ -25,6 +25,11 @@ ALIASES_FILE = "aliases.yaml"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,39}$")
 
 
+def valid_id(entry_id: str) -> bool:
+    """An entry id is a lower-case ASCII slug of 2–40 characters (it travels in callback data)."""
+    return bool(_ID_RE.match(entry_id))
+
+
 @dataclass(frozen=True)
 class Entry:
     """One curated answer: several ways to ask, one answer, where its facts come from."""
