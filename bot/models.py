@@ -5,7 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -237,3 +249,65 @@ class QueryLog(Base):
     score: Mapped[float] = mapped_column(default=0.0)
     feedback: Mapped[str | None] = mapped_column(String(16), nullable=True)  # helpful | not_helpful
     ticket_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class AdminAccount(Base):
+    """A web panel admin: signs in with a password (argon2 hash) or a link the bot sends."""
+
+    __tablename__ = "admin_accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_signin_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class AdminLoginToken(Base):
+    """A one-time sign-in link: only the token's SHA-256 is stored; valid once, for minutes."""
+
+    __tablename__ = "admin_login_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admin_accounts.id", ondelete="CASCADE"), nullable=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class AdminWebSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored here."""
+
+    __tablename__ = "admin_web_sessions"
+    __table_args__ = (Index("ix_admin_web_sessions_expires", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie value
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admin_accounts.id", ondelete="CASCADE"), nullable=True
+    )
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class AdminSigninAttempt(Base):
+    """Password sign-in attempts, for the rate limit (name + address)."""
+
+    __tablename__ = "admin_signin_attempts"
+    __table_args__ = (Index("ix_admin_signin_attempts_key", "name", "ip", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80))
+    ip: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # Web panel / webhook / several instances
     web_host: str | None = None
     web_port: int = 8080
+    # Where admins reach the panel; one-time sign-in links start with it. https → Secure cookies.
+    web_base_url: str = "http://127.0.0.1:8080"
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_host: str = "0.0.0.0"
@@ -67,6 +69,14 @@ class Settings(BaseSettings):
             return [int(p) for p in parts]
         if isinstance(value, int):
             return [value]
+        return value
+
+    @field_validator("web_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
         return value
 
     @field_validator("log_level")
