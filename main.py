@@ -161,11 +161,10 @@ async def _db_upgrade(_args: argparse.Namespace) -> int:
 
 
 def _configure_logging(settings: Any) -> None:
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    from bot.logsafe import configure_logging
+
+    # Masks ID-card, mobile and bank-card numbers in every line, exceptions included.
+    configure_logging(settings.log_level, settings.log_format)
 
 
 async def _run_bot(settings: Any) -> int:
@@ -262,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     from bot.settings import SettingsError
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.logsafe import configure_logging
+
+    if not logging.getLogger().handlers:  # masked from the first line; `run` re-configures it
+        configure_logging("WARNING")
     try:
         return int(args.func(args) or 0)
     except SettingsError as exc:
