@@ -23,7 +23,10 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.conversation import Conversation
+from bot.health import Health
+from bot.health import start_server as start_health_server
 from bot.i18n import _, use_locale
+from bot.metrics import Metrics
 from bot.models import Citizen, utcnow
 from bot.office_hours import OfficeHours
 from bot.outbox import Limits, OutboxSender
@@ -80,6 +83,8 @@ class HotlineApp:
     conversation: Conversation
     desk: StaffDesk
     in_flight: InFlight
+    metrics: Metrics | None = None
+    health: Health | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -152,12 +157,21 @@ class HotlineApp:
         with contextlib.suppress(Exception):
             await self.set_commands()
         await self.bot.delete_webhook(drop_pending_updates=False)
+        health_server = None
+        if self.health is not None and self.settings.health_port:
+            health_server = await start_health_server(
+                self.health, self.settings.health_host, self.settings.health_port
+            )
         try:
             await self.dispatcher.start_polling(self.bot, handle_signals=True, close_bot_session=False)
         finally:
             await self.close()
+            if health_server is not None:
+                await health_server.cleanup()
 
     async def close(self) -> None:
+        if self.health is not None:
+            self.health.stopping = True  # /readyz says 503: the balancer stops sending here
         await self.stop_workers()
         await self.bot.session.close()
         await self.runtime.close()
@@ -182,6 +196,7 @@ def create_dispatcher(
     storage: BaseStorage | None = None,
     isolation: BaseEventIsolation | None = None,
     rate_limiter: Any = None,
+    metrics: Metrics | None = None,
 ) -> tuple[Dispatcher, InFlight]:
     # Isolation: one update at a time per chat and user, so a citizen's messages keep their order.
     dp = Dispatcher(storage=storage or MemoryStorage(), events_isolation=isolation or SimpleEventIsolation())
@@ -199,6 +214,8 @@ def create_dispatcher(
     )
     dp.update.outer_middleware(in_flight)
     dp.update.outer_middleware(DbSessionMiddleware(runtime.sf))
+    if metrics is not None:  # inside the session middleware: it watches the update's session
+        dp.update.outer_middleware(metrics.update_middleware())
     dp.update.outer_middleware(LocaleMiddleware(settings.locale))
     dp.message.outer_middleware(
         FloodMiddleware(rate_limiter or MemoryRateLimiter(settings.flood_messages_per_minute))
@@ -232,8 +249,27 @@ async def create_app(
         private_per_second=settings.send_rate_per_chat,
         private_burst=max(3.0, settings.send_rate_per_chat),
     )
-    sender = OutboxSender(runtime.sf, TelegramTransport(bot), on_blocked=on_blocked, limits=limits)
-    dp, in_flight = create_dispatcher(
-        settings, runtime, sender, conversation, desk, storage=storage, rate_limiter=rate_limiter
+    metrics = Metrics(runtime.sf, desk)
+    bot.session.middleware(metrics.request_middleware())  # Bot API errors by method and code
+    sender = OutboxSender(
+        runtime.sf,
+        TelegramTransport(bot),
+        on_blocked=on_blocked,
+        on_result=metrics.on_send_result,
+        limits=limits,
     )
-    return HotlineApp(settings, runtime, bot, dp, sender, conversation, desk, in_flight)
+    metrics.sender = sender
+    dp, in_flight = create_dispatcher(
+        settings,
+        runtime,
+        sender,
+        conversation,
+        desk,
+        storage=storage,
+        rate_limiter=rate_limiter,
+        metrics=metrics,
+    )
+    health = Health(runtime.engine, metrics=metrics)
+    return HotlineApp(
+        settings, runtime, bot, dp, sender, conversation, desk, in_flight, metrics=metrics, health=health
+    )

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8443
     redis_url: str | None = None
+    # /healthz /readyz /metrics: on the webhook server, or (polling) on this port when set.
+    health_host: str = "0.0.0.0"
+    health_port: int | None = None
 
     @field_validator("admin_ids", mode="before")
     @classmethod
