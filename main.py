@@ -167,12 +167,25 @@ def _configure_logging(settings: Any) -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
-async def _run_bot(settings: Any) -> int:
+async def _run_bot(settings: Any, webhook: bool = False) -> int:
     from bot.app import create_app
 
     app = await create_app(settings)
-    await app.run_polling()
+    if webhook:
+        await app.run_webhook()
+    else:
+        await app.run_polling()
     return EXIT_OK
+
+
+def _webhook_mode(settings: Any, asked: bool) -> bool:
+    """``run --webhook`` or WEBHOOK_URL set; the webhook settings are checked before anything starts."""
+    if not (asked or settings.webhook_url):
+        return False
+    from bot.webhook import check_settings
+
+    check_settings(settings)
+    return True
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -181,8 +194,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     settings = _settings()
     if not settings.bot_token:
         raise SettingsError("setting BOT_TOKEN is missing: create a bot with @BotFather and set BOT_TOKEN")
+    webhook = _webhook_mode(settings, args.webhook)
     _configure_logging(settings)
-    return _run(_run_bot, settings)
+    return _run(_run_bot, settings, webhook)
 
 
 async def _chat(settings: Any, banner: str | None) -> int:
@@ -211,8 +225,9 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 def _cmd_start(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings.bot_token:
+        webhook = _webhook_mode(settings, False)
         _configure_logging(settings)
-        return _run(_run_bot, settings)
+        return _run(_run_bot, settings, webhook)
     banner = (
         "BOT_TOKEN is not set: starting the terminal chat on the local database. "
         "To connect Telegram, set BOT_TOKEN (and STAFF_CHAT_ID) in .env and start again."
@@ -226,7 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = sub.add_parser("start", help="the Telegram bot if BOT_TOKEN is set, else the terminal chat")
     start.set_defaults(func=_cmd_start)
-    run = sub.add_parser("run", help="run the Telegram bot (long polling)")
+    run = sub.add_parser("run", help="run the Telegram bot (long polling, or a webhook server)")
+    run.add_argument(
+        "--webhook",
+        action="store_true",
+        help="webhook server (also when WEBHOOK_URL is set); needs WEBHOOK_SECRET",
+    )
     run.set_defaults(func=_cmd_run)
     chat = sub.add_parser("chat", help="talk to the assistant in the terminal, as a citizen")
     chat.set_defaults(func=_cmd_chat)

@@ -169,6 +169,12 @@ class HotlineApp:
             if health_server is not None:
                 await health_server.cleanup()
 
+    async def run_webhook(self, stop: asyncio.Event | None = None) -> None:
+        """Webhook server (WEBHOOK_URL, WEBHOOK_SECRET) until SIGTERM/SIGINT or ``stop``; see bot.webhook."""
+        from bot import webhook
+
+        await webhook.serve(self, stop)
+
     async def close(self) -> None:
         if self.health is not None:
             self.health.stopping = True  # /readyz says 503: the balancer stops sending here

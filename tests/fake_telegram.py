@@ -548,6 +548,7 @@ class FakeTelegram:
         self.chats: dict[int, JSON] = {}
         self.commands: dict[tuple[str, str], list[JSON]] = {}
         self.webhook: JSON = {}
+        self.webhook_posts: list[tuple[int, int]] = []
         self.member_status: dict[tuple[int, int], str] = {}
         self.default_member_status = "member"
         self.blocked: dict[int, str] = {}
@@ -712,8 +713,14 @@ class FakeTelegram:
         self.add_update(update)
         return update["callback_query"]
 
-    async def post_update_to_webhook(self, update: JSON) -> int:
-        """POST an update to the URL stored by setWebhook (with the secret header); returns HTTP status."""
+    async def post_update_to_webhook(
+        self, update: JSON, *, secret: str | None = None, send_secret: bool = True
+    ) -> int:
+        """POST an update to the URL stored by setWebhook (with the secret header); returns HTTP status.
+
+        ``secret`` replaces the stored secret token (a forger's guess); ``send_secret=False`` omits the
+        header. Every attempt is recorded in ``webhook_posts`` as (update_id, status).
+        """
         if not self.webhook.get("url"):
             raise RuntimeError("no webhook is set")
         update = copy.deepcopy(update)
@@ -723,13 +730,15 @@ class FakeTelegram:
         if isinstance(query := update.get("callback_query"), dict):
             self._callback_ids.add(str(query.get("id")))
         headers = {}
-        if secret := self.webhook.get("secret_token"):
-            headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+        token = secret if secret is not None else self.webhook.get("secret_token")
+        if token and send_secret:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = token
         async with (
             aiohttp.ClientSession() as session,
             session.post(self.webhook["url"], json=update, headers=headers) as response,
         ):
             await response.read()
+            self.webhook_posts.append((int(update["update_id"]), response.status))
             return response.status
 
     # -- test control: configuration & faults ------------------------------------------------
