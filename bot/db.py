@@ -8,6 +8,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from bot import sqlite_inline
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -19,7 +21,11 @@ def create_engine(url: str) -> AsyncEngine:
         db = parsed.database
         if db and db != ":memory:" and not db.startswith("file:"):
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30}
+        if db and db != ":memory:":
+            # Statements run on the event loop, not in aiosqlite's thread (see sqlite_inline).
+            kwargs["async_creator"] = sqlite_inline.connector(db, uri=db.startswith("file:"))
+        else:
+            kwargs["connect_args"] = {"timeout": 30}
         # One connection: SQLite allows one writer anyway, and waiting for the pool is an
         # asyncio wait, whereas waiting on SQLite's lock sleeps in a thread (seconds under load).
         kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60)
@@ -33,7 +39,9 @@ def create_engine(url: str) -> AsyncEngine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            # Inline connections wait for another process's lock in asyncio (sqlite_inline).
+            busy_ms = sqlite_inline.LOCK_POLL_MS if "async_creator" in kwargs else 30000
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it safe; a fsync per commit is not needed
             cur.close()
 
