@@ -119,6 +119,8 @@ async def _kb_import(args: argparse.Namespace) -> int:
         async with rt.sf() as session:
             report = await kb_store.import_bundle(session, bundle, author=args.author, note=args.note)
             await session.commit()
+            if rt.notifier is not None:  # REDIS_URL: running instances rebuild now, not at their next poll
+                await rt.notifier.publish(await kb_store.kb_version(session))
     finally:
         await rt.close()
     print(

@@ -98,6 +98,14 @@ class HotlineApp:
                 self.runtime.knowledge.run_refresher(self.settings.kb_refresh_seconds), name="kb-refresh"
             ),
         ]
+        if self.runtime.notifier is not None:  # Redis: a publish elsewhere is served here at once
+            knowledge = self.runtime.knowledge
+            self._tasks.append(
+                asyncio.create_task(
+                    self.runtime.notifier.listen(lambda: knowledge.refresh_if_changed(announce=False)),
+                    name="kb-notify",
+                )
+            )
 
     async def _reminders(self, interval: float = 60.0) -> None:
         while not self._stop.is_set():
@@ -123,7 +131,7 @@ class HotlineApp:
             await asyncio.wait_for(self.sender.drain(drain_seconds), timeout=drain_seconds + 0.5)
         self._stop.set()
         for task in self._tasks:
-            if task.get_name() == "kb-refresh":
+            if task.get_name() in ("kb-refresh", "kb-notify"):
                 task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -255,6 +263,16 @@ async def create_app(
         private_per_second=settings.send_rate_per_chat,
         private_burst=max(3.0, settings.send_rate_per_chat),
     )
+    isolation = None
+    if runtime.redis is not None:  # several instances: state, per-chat order and flood counts shared
+        from bot.redis_support import RedisRateLimiter, event_isolation, fsm_storage
+
+        prefix = settings.redis_prefix
+        storage = storage or fsm_storage(runtime.redis, prefix)
+        isolation = event_isolation(runtime.redis, prefix)
+        rate_limiter = rate_limiter or RedisRateLimiter(
+            runtime.redis, settings.flood_messages_per_minute, prefix
+        )
     metrics = Metrics(runtime.sf, desk)
     bot.session.middleware(metrics.request_middleware())  # Bot API errors by method and code
     sender = OutboxSender(
@@ -272,10 +290,11 @@ async def create_app(
         conversation,
         desk,
         storage=storage,
+        isolation=isolation,
         rate_limiter=rate_limiter,
         metrics=metrics,
     )
-    health = Health(runtime.engine, metrics=metrics)
+    health = Health(runtime.engine, metrics=metrics, redis=runtime.redis)
     return HotlineApp(
         settings, runtime, bot, dp, sender, conversation, desk, in_flight, metrics=metrics, health=health
     )

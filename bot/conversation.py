@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import tickets
+from bot import privacy, tickets
 from bot.i18n import _, lazy
 from bot.knowledge_service import KnowledgeService, render_answer
 from bot.models import Citizen, QueryLog, Ticket, utcnow
@@ -44,10 +44,18 @@ class CitizenInfo:
 
 
 class Conversation:
-    def __init__(self, knowledge: KnowledgeService, desk: StaffDesk, facts: dict[str, str]) -> None:
+    def __init__(
+        self,
+        knowledge: KnowledgeService,
+        desk: StaffDesk,
+        facts: dict[str, str],
+        *,
+        retention_days: int = privacy.DEFAULT_RETENTION_DAYS,
+    ) -> None:
         self.knowledge = knowledge
         self.desk = desk
         self.facts = facts
+        self.retention_days = retention_days
 
     # --- citizens -----------------------------------------------------------------
 
@@ -412,6 +420,54 @@ class Conversation:
             )
         ]
 
+    # --- personal data --------------------------------------------------------------
+
+    def privacy(self, chat_id: int, citizen_id: int | None = None) -> list[Outgoing]:
+        """/privacy: needs no citizen row, so asking what we store stores nothing."""
+        return [Outgoing(chat_id, privacy.privacy_notice(self.retention_days), citizen_id=citizen_id)]
+
+    async def forget_prompt(self, session: AsyncSession, citizen: Citizen) -> list[Outgoing]:
+        """/forget: say what will be erased and ask for a confirmation."""
+        open_ids = [t.id for t in await tickets.for_citizen(session, citizen.id) if t.status != "closed"]
+        return [self._to(citizen, privacy.forget_prompt(open_ids))]
+
+    async def forget(self, session: AsyncSession, citizen: Citizen) -> list[Outgoing]:
+        """Confirmed /forget: erase, fix the staff cards, withdraw copies in the staff group, confirm.
+
+        Everything is returned for the caller's one transaction, so the confirmation is queued
+        together with the erasure (its outbox row carries the chat id the citizen row loses).
+        """
+        chat_id, citizen_id, channel = citizen.chat_id, citizen.id, citizen.channel
+        report = await privacy.forget_citizen(
+            session, citizen_id, staff_chat_id=self.desk.staff_chat_id, closed_by=_("市民撤回")
+        )
+        out: list[Outgoing] = []
+        for tid in report.tickets:
+            ticket = await session.get(Ticket, tid)
+            # A card never sent (or cancelled just now) cannot be edited: the note below says it.
+            if ticket is not None and ticket.card_message_id is not None:
+                out += self.desk.card_out(ticket, citizen)
+        for tid in report.withdrawn:
+            out += self.desk.staff_note(
+                _("工单 #{id}：市民已撤回问题并删除了个人信息，工单已自动关闭，无法再回复。", id=tid)
+            )
+        out += [Outgoing(chat, delete_message_id=mid) for chat, mid in report.staff_messages]
+        text = _(
+            "您的个人信息已删除：显示名称、用户名、提问记录和工单对话内容都已清除。"
+            "工单的时间、状态和评分只以匿名方式保留用于统计，无法再与您对应。"
+        )
+        if report.withdrawn:
+            ids = "、".join(f"#{i}" for i in report.withdrawn)
+            text += "\n" + _("未办结的工单 {ids} 已关闭。", ids=ids)
+        if channel == "telegram":
+            text += "\n" + _("您与本助手的聊天记录在您自己的 Telegram 里，可自行删除。")
+        text += "\n" + _("以后再发消息，将作为新用户重新开始。")
+        out.append(Outgoing(chat_id, Reply(text), citizen_id=citizen_id))
+        return out
+
+    def forget_cancelled(self, citizen: Citizen) -> list[Outgoing]:
+        return [self._to(citizen, Reply(_("已取消，您的信息没有任何改动。")))]
+
     async def press(self, session: AsyncSession, citizen: Citizen, button: Button) -> list[Outgoing]:
         """A citizen pressed one of our buttons (Telegram or terminal)."""
         a, args = button.action, button.args
@@ -425,4 +481,6 @@ class Conversation:
             return await self.clarify_none(session, citizen, int(args[0]))
         if a == "rate":
             return await self.rate(session, citizen, int(args[0]), int(args[1]))
+        if a == "forget":
+            return await self.forget(session, citizen) if int(args[0]) else self.forget_cancelled(citizen)
         return []

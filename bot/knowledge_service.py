@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -41,6 +42,9 @@ class KnowledgeService:
         self._index = KnowledgeIndex.build([], {}, self._thresholds)
         self._version = -1
         self._lock = asyncio.Lock()
+        # Called with the new version when this instance finds a change itself (right after a
+        # publish made here): a Redis notifier then tells the other instances (bot.redis_support).
+        self.on_new_version: Callable[[int], Awaitable[None]] | None = None
 
     @property
     def index(self) -> KnowledgeIndex:
@@ -68,11 +72,14 @@ class KnowledgeService:
             )
             return index
 
-    async def refresh_if_changed(self) -> bool:
+    async def refresh_if_changed(self, *, announce: bool = True) -> bool:
+        """Rebuild when the published version moved; ``announce`` it to the other instances."""
         async with self._sf() as session:
             version = await kb_store.kb_version(session)
         if version != self._version:
             await self.load()
+            if announce and self.on_new_version is not None:
+                await self.on_new_version(self._version)
             return True
         return False
 
@@ -81,7 +88,7 @@ class KnowledgeService:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.refresh_if_changed()
+                await self.refresh_if_changed(announce=False)  # every instance polls: no need to tell
             except Exception:  # a database hiccup must not kill the refresher
                 log.exception("knowledge refresh failed")
 

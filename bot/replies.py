@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Button:
     label: str
-    action: str  # answer | topic | feedback | clarify_none | rate | claim | close | draft | human
+    action: str  # answer | topic | feedback | clarify_none | rate | forget | claim | close | draft | human
     args: tuple[str | int, ...] = ()
 
 
@@ -25,7 +25,8 @@ class Reply:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message for one chat: a reply, a copy of a media message, or an edit of a ticket card."""
+    """A message for one chat: a reply, a copy of a media message, an edit of a ticket card, or the
+    deletion of one of our messages."""
 
     chat_id: int
     reply: Reply | None = None
@@ -36,6 +37,7 @@ class Outgoing:
     edit_card: bool = False
     citizen_id: int | None = None
     meta: dict[str, object] = field(default_factory=dict)
+    delete_message_id: int | None = None  # delete this message of ours in ``chat_id`` (erasure)
 
 
 def rows(*buttons: Button, per_row: int = 1) -> tuple[tuple[Button, ...], ...]:

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8443
     redis_url: str | None = None
+    redis_prefix: str = "hotline"  # every Redis key and channel starts with it
     # /healthz /readyz /metrics: on the webhook server, or (polling) on this port when set.
     health_host: str = "0.0.0.0"
     health_port: int | None = None

@@ -102,6 +102,7 @@ async def create(
     )
     session.add(ticket)
     await session.flush()
+    citizen.fresh = False  # has a ticket now: later lookups in this session must see it
     session.add(
         TicketMessage(ticket_id=ticket.id, direction="citizen", author=citizen.display_name, text=question)
     )
@@ -197,12 +198,15 @@ class StaffDesk:
             lines.append(_("满意度：{n}/5", n=t.rating))
         if citizen.unreachable_at:
             lines.append(_("⚠ 市民已屏蔽机器人，消息无法送达"))
+        if t.anonymized_at:
+            at = local_time(t.anonymized_at, self.hours)
+            lines.append(_("🔒 个人信息已删除（{at}），工单仅保留统计信息", at=at))
         buttons: list[Button] = []
         if t.status != "closed":
             if not t.claimed_by:
                 buttons.append(Button(_("认领"), "claim", (t.id,)))
             buttons.append(Button(_("关闭"), "close", (t.id,)))
-        if t.answered_at:
+        if t.answered_at and not t.anonymized_at:
             buttons.append(Button(_("转为知识条目"), "draft", (t.id,)))
         footer = _("回复本消息即可答复市民")
         return Reply(
@@ -266,6 +270,8 @@ class StaffDesk:
         copy_from: tuple[int, int] | None = None,
     ) -> tuple[str, list[Outgoing]]:
         """A staff answer: stored, sent to the citizen marked with the ticket number, card updated."""
+        if ticket.anonymized_at is not None:
+            return _("工单 #{id} 的市民已删除个人信息，无法再回复", id=ticket.id), []
         citizen = await session.get(Citizen, ticket.citizen_id)
         now = utcnow()
         await add_message(
@@ -348,6 +354,8 @@ class StaffDesk:
             return _("没有工单 #{id}", id=ticket_id), []
         if ticket.status != "closed":
             return _("工单 #{id} 未关闭", id=ticket_id), []
+        if ticket.anonymized_at is not None:
+            return _("工单 #{id} 的市民已删除个人信息，不能重新打开", id=ticket_id), []
         ticket.status = "answered" if ticket.answered_at else "open"
         ticket.closed_at = None
         ticket.reminded_at = None
@@ -428,6 +436,8 @@ class StaffDesk:
         ticket = await session.get(Ticket, ticket_id)
         if ticket is None:
             return _("没有工单 #{id}", id=ticket_id), []
+        if ticket.anonymized_at is not None:
+            return _("工单 #{id} 的内容已删除，不能转为知识条目", id=ticket_id), []
         answers = [m for m in await messages(session, ticket_id) if m.direction == "staff" and m.text]
         if not answers:
             return _("工单 #{id} 还没有工作人员的文字回复", id=ticket_id), []

@@ -18,6 +18,7 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import (
     CopyMessage,
+    DeleteMessage,
     EditMessageReplyMarkup,
     EditMessageText,
     SendDocument,
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 METHODS: dict[str, type[TelegramMethod[Any]]] = {
     "sendMessage": SendMessage,
     "copyMessage": CopyMessage,
+    "deleteMessage": DeleteMessage,
     "editMessageText": EditMessageText,
     "editMessageReplyMarkup": EditMessageReplyMarkup,
     "sendPhoto": SendPhoto,

@@ -30,6 +30,10 @@ class RateCb(CallbackData, prefix="r"):
     score: int
 
 
+class ForgetCb(CallbackData, prefix="p"):
+    confirm: int  # 1 erase the citizen's data, 0 keep it
+
+
 class TicketCb(CallbackData, prefix="k"):
     action: str  # claim | close | draft
     ticket_id: int
@@ -38,6 +42,8 @@ class TicketCb(CallbackData, prefix="k"):
 def pack(button: Button) -> str:
     """A service's abstract button → Telegram callback data (≤ 64 bytes, checked by aiogram)."""
     a, args = button.action, button.args
+    if a == "packed":  # already packed by its own CallbackData class (the admin keyboards)
+        return str(args[0])
     if a == "topic":
         return TopicCb(code=str(args[0])).pack()
     if a == "answer":
@@ -48,6 +54,8 @@ def pack(button: Button) -> str:
         return ClarifyNoneCb(query_id=int(args[0])).pack()
     if a == "rate":
         return RateCb(ticket_id=int(args[0]), score=int(args[1])).pack()
+    if a == "forget":
+        return ForgetCb(confirm=int(args[0])).pack()
     if a in ("claim", "close", "draft"):
         return TicketCb(action=a, ticket_id=int(args[0])).pack()
     raise ValueError(f"no callback data for action {a!r}")
@@ -65,4 +73,6 @@ def unpack(data: CallbackData) -> Button:
         return Button("", "clarify_none", (data.query_id,))
     if isinstance(data, RateCb):
         return Button("", "rate", (data.ticket_id, data.score))
+    if isinstance(data, ForgetCb):
+        return Button("", "forget", (data.confirm,))
     raise ValueError(f"not a citizen button: {data!r}")

@@ -11,7 +11,7 @@ from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.conversation import HUMAN_WORDS, Conversation
-from handlers.callbacks import AnswerCb, ClarifyNoneCb, FeedbackCb, RateCb, TopicCb, unpack
+from handlers.callbacks import AnswerCb, ClarifyNoneCb, FeedbackCb, ForgetCb, RateCb, TopicCb, unpack
 from handlers.common import citizen_info
 from handlers.delivery import Delivery
 
@@ -73,6 +73,22 @@ async def my_tickets(
     await deliver(session, await conversation.my_tickets(session, citizen))
 
 
+async def privacy(
+    message: Message, session: AsyncSession, conversation: Conversation, deliver: Delivery
+) -> None:
+    """/privacy: what is stored, why, for how long (stores nothing about the asker)."""
+    await deliver(session, conversation.privacy(message.chat.id))
+
+
+async def forget(
+    message: Message, state: FSMContext, session: AsyncSession, conversation: Conversation, deliver: Delivery
+) -> None:
+    """/forget: ask for a confirmation; the 确认删除 button erases (Conversation.press)."""
+    await state.clear()
+    citizen = await conversation.citizen(session, citizen_info(message))
+    await deliver(session, await conversation.forget_prompt(session, citizen))
+
+
 async def human_question(
     message: Message, state: FSMContext, session: AsyncSession, conversation: Conversation, deliver: Delivery
 ) -> None:
@@ -127,7 +143,7 @@ async def button(
     conversation: Conversation,
     deliver: Delivery,
 ) -> None:
-    """Any citizen button: topic, candidate question, feedback, none-of-these, rating."""
+    """Any citizen button: topic, candidate question, feedback, none-of-these, rating, erasure."""
     await callback.answer()
     assert callback.message is not None
     info = citizen_info(callback.message, callback.from_user)  # type: ignore[arg-type]
@@ -146,6 +162,8 @@ def build_router() -> Router:
     router.message.register(human, Command("human"))
     router.message.register(human, is_human_request)
     router.message.register(my_tickets, Command("mytickets"))
+    router.message.register(privacy, Command("privacy"))
+    router.message.register(forget, Command("forget"))
     router.message.register(human_question, StateFilter(HumanRequest.waiting_question), has_text)
     router.message.register(question, has_text)
     router.message.register(other_content)
@@ -154,4 +172,5 @@ def build_router() -> Router:
     router.callback_query.register(button, FeedbackCb.filter())
     router.callback_query.register(button, ClarifyNoneCb.filter())
     router.callback_query.register(button, RateCb.filter())
+    router.callback_query.register(button, ForgetCb.filter())
     return router

@@ -73,6 +73,8 @@ def html_parts(reply: Reply) -> list[str]:
 
 def to_requests(item: Outgoing) -> list[tuple[str, dict[str, Any]]]:
     """Outbox requests (method, payload) for one outgoing message."""
+    if item.delete_message_id is not None:
+        return [("deleteMessage", {"message_id": item.delete_message_id})]
     if item.copy_from is not None:
         caption = item.caption or ""
         if len(caption) > CAPTION_LIMIT - 10:

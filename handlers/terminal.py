@@ -41,12 +41,16 @@ class TerminalChat:
         info = CitizenInfo("terminal", self.external_id, self.external_id, _("终端用户"))
         return await self.conversation.citizen(session, info)
 
-    def _show(self, items: list[Outgoing], citizen: Citizen) -> list[Outgoing]:
-        """Print what is for the citizen; return what is for staff."""
+    def _show(
+        self, items: list[Outgoing], citizen: Citizen, me: tuple[int, int] | None = None
+    ) -> list[Outgoing]:
+        """Print what is for the citizen (``me``: their chat and id, if they may have changed since);
+        return what is for staff."""
+        chat_id, citizen_id = me or (citizen.chat_id, citizen.id)
         staff: list[Outgoing] = []
         self.buttons = []
         for item in items:
-            if item.chat_id != citizen.chat_id or item.citizen_id != citizen.id:
+            if item.chat_id != chat_id or item.citizen_id != citizen_id:
                 staff.append(item)
                 continue
             if item.reply is None:
@@ -79,18 +83,23 @@ class TerminalChat:
             return False
         async with self.rt.sf() as session:
             citizen = await self._citizen(session)
+            me = (citizen.chat_id, citizen.id)  # /forget erases them from the row
             c = self.conversation
             if text in ("/start", "/help"):
                 items = c.welcome(citizen)
             elif text == "/mytickets":
                 items = await c.my_tickets(session, citizen)
+            elif text == "/privacy":
+                items = c.privacy(citizen.chat_id, citizen.id)
+            elif text == "/forget":
+                items = await c.forget_prompt(session, citizen)
             elif text == "/human":
                 items = await c.human(session, citizen) or c.ask_what_to_forward(citizen)
             elif text.isdigit() and self.buttons and 1 <= int(text) <= len(self.buttons):
                 items = await c.press(session, citizen, self.buttons[int(text) - 1])
             else:
                 items = await c.ask(session, citizen, text)
-            staff = self._show(items, citizen)
+            staff = self._show(items, citizen, me)
             await self.deliver_staff(session, staff if self.conversation.desk.staff_chat_id else [])
             await self._staff_replies(session, citizen)
         return True

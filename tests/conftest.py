@@ -40,3 +40,30 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
 def unique_schema() -> str:
     return "t_" + uuid.uuid4().hex[:12]
+
+
+# --- Redis (TEST_REDIS_URL): tests that need it are skipped without it -----------------------
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        pytest.skip("TEST_REDIS_URL not set")
+    return url
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards (nothing else is touched)."""
+    from redis.asyncio import Redis
+
+    prefix = "hotline-test-" + uuid.uuid4().hex[:10]
+    yield prefix
+    client = Redis.from_url(redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(match=prefix + ":*", count=500)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

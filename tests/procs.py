@@ -98,3 +98,11 @@ class BotProcess:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+
+
+async def post_update(http: aiohttp.ClientSession, url: str, update: dict[str, Any], secret: str) -> int:
+    """POST one update to a webhook URL as Telegram does (with the secret header); the HTTP status."""
+    headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
+    async with http.post(url, json=update, headers=headers) as response:
+        await response.read()
+        return response.status
