@@ -6,6 +6,8 @@ python main.py chat                  talk to the assistant in the terminal, as a
 python main.py ask "问题" | ask --json -
 python main.py kb import|export|validate PATH
 python main.py db upgrade
+python main.py web                   the web admin panel
+python main.py admin add|list|disable|enable|password NAME
 """
 
 from __future__ import annotations
@@ -159,6 +161,100 @@ async def _db_upgrade(_args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- web panel and its accounts ----------------------------------------------------------
+
+
+async def _web(settings: Any) -> int:
+    """Serve the admin panel until SIGTERM/SIGINT, then close connections and the database."""
+    import signal
+
+    from bot.runtime import create_runtime
+    from bot.web import start_web
+
+    rt = await create_runtime(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            runner = await start_web(settings, rt)
+        except OSError as exc:
+            print(f"error: cannot listen on {settings.web_host or '127.0.0.1'}:{settings.web_port}: {exc}")
+            return EXIT_PROBLEM
+        host = settings.web_host or "127.0.0.1"
+        url = f"http://{host}:{settings.web_port}/"
+        print(f"web admin panel on {url} (sign-in links use {settings.web_base_url})", flush=True)
+        await stop.wait()
+        await runner.cleanup()
+    finally:
+        await rt.close()
+    return EXIT_OK
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _configure_logging(settings)
+    return _run(_web, settings)
+
+
+def _read_password() -> str | None:
+    """Twice with getpass at a terminal; otherwise one line from stdin (for scripts)."""
+    import getpass
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            print("error: the two passwords differ", file=sys.stderr)
+            return None
+        return first
+    line = sys.stdin.readline()
+    return line.rstrip("\r\n") if line else None
+
+
+async def _admin(args: argparse.Namespace) -> int:
+    from bot import accounts, db
+
+    password: str | None = None
+    if args.admin_command in ("add", "password"):
+        password = _read_password()
+        if not password:
+            print("error: no password given", file=sys.stderr)
+            return EXIT_PROBLEM
+    engine = db.create_engine(_settings().database_url)
+    try:
+        await db.upgrade(engine)
+        async with db.session_factory(engine)() as session:
+            if args.admin_command == "list":
+                rows = await accounts.list_accounts(session)
+                for a in rows:
+                    state = "disabled" if a.disabled else "active"
+                    last = a.last_signin_at.isoformat(timespec="minutes") if a.last_signin_at else "-"
+                    tg = a.telegram_user_id if a.telegram_user_id is not None else "-"
+                    print(f"{a.name:<20} {state:<8} telegram:{tg:<12} last sign-in: {last}")
+                print(f"{len(rows)} account(s)")
+                return EXIT_OK
+            if args.admin_command == "add":
+                await accounts.add_account(session, args.name, password, telegram_user_id=args.telegram_id)
+                message = f"account {args.name} added"
+            elif args.admin_command == "password":
+                assert password is not None
+                await accounts.set_password(session, args.name, password)
+                message = f"password of {args.name} changed"
+            else:
+                disabled = args.admin_command == "disable"
+                await accounts.set_disabled(session, args.name, disabled)
+                message = f"account {args.name} {'disabled (its sessions ended)' if disabled else 'enabled'}"
+            await session.commit()
+    except accounts.AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    finally:
+        await engine.dispose()
+    print(message)
+    return EXIT_OK
+
+
 # --- the assistant -------------------------------------------------------------------
 
 
@@ -276,6 +372,22 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = dbp.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser("upgrade", help="apply migrations")
     up.set_defaults(func=lambda a: _run(_db_upgrade, a))
+    web_p = sub.add_parser("web", help="serve the web admin panel (WEB_HOST, WEB_PORT)")
+    web_p.set_defaults(func=_cmd_web)
+    adm = sub.add_parser("admin", help="web panel admin accounts")
+    adm_sub = adm.add_subparsers(dest="admin_command", required=True)
+    add = adm_sub.add_parser("add", help="add an account (asks for the password; reads stdin when piped)")
+    add.add_argument("name")
+    add.add_argument("--telegram-id", type=int, default=None, help="link a Telegram user (for /web_login)")
+    for cmd, text in (
+        ("password", "set a new password"),
+        ("disable", "disable an account and end its sessions"),
+        ("enable", "enable a disabled account"),
+    ):
+        p = adm_sub.add_parser(cmd, help=text)
+        p.add_argument("name")
+    adm_sub.add_parser("list", help="list the accounts")
+    adm.set_defaults(func=lambda a: _run(_admin, a))
     return parser
 
 

@@ -418,7 +418,8 @@ async def start_web(settings: Settings, runtime: Runtime) -> web.AppRunner:
     runner.cleanup()`` stops it."""
     runner = web.AppRunner(create_web_app(settings, runtime), access_log_class=AccessLogger)
     await runner.setup()
-    site = web.TCPSite(runner, settings.web_host or "127.0.0.1", settings.web_port)
+    host = settings.web_host or "127.0.0.1"
+    site = web.TCPSite(runner, host, settings.web_port)
     await site.start()
-    log.info("web panel on %s", settings.web_base_url)
+    log.info("web panel listening on %s:%s, links use %s", host, settings.web_port, settings.web_base_url)
     return runner
