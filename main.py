@@ -6,6 +6,7 @@ python main.py chat                  talk to the assistant in the terminal, as a
 python main.py ask "问题" | ask --json -
 python main.py kb import|export|validate PATH
 python main.py db upgrade
+python main.py privacy anonymise [--days N]
 python main.py web                   the web admin panel
 python main.py admin add|list|disable|enable|password NAME
 """
@@ -255,6 +256,31 @@ async def _admin(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _privacy_anonymise(args: argparse.Namespace) -> int:
+    """The retention pass on demand (the bot also runs it daily)."""
+    from bot import db, kb_store, privacy
+
+    settings = _settings()
+    days = settings.retention_days if args.days is None else args.days
+    if days < 0:
+        print("error: --days must be 0 or more", file=sys.stderr)
+        return EXIT_PROBLEM
+    engine = db.create_engine(settings.database_url)
+    try:
+        await db.upgrade(engine)
+        async with db.session_factory(engine)() as session:
+            report = await privacy.apply_retention(session, days)
+            # Its own action, so the daily job still runs with the configured period.
+            await kb_store.audit(session, "cli", "privacy.retention.manual", f"days:{days}", **vars(report))
+            await session.commit()
+    finally:
+        await engine.dispose()
+    if days == 0:
+        print("retention is off (0 days): only erased citizens' delivery records were cleaned")
+    print(report.summary())
+    return EXIT_OK
+
+
 # --- the assistant -------------------------------------------------------------------
 
 
@@ -308,7 +334,10 @@ async def _chat(settings: Any, banner: str | None) -> int:
     try:
         hours = OfficeHours.parse(settings.office_hours, settings.timezone)
         desk = StaffDesk(settings.staff_chat_id, hours, settings.reminder_working_hours)
-        chat = TerminalChat(rt, Conversation(rt.knowledge, desk, settings.bureau_facts()))
+        conversation = Conversation(
+            rt.knowledge, desk, settings.bureau_facts(), retention_days=settings.retention_days
+        )
+        chat = TerminalChat(rt, conversation)
         return await chat.run(
             sys.stdin, settings.locale, on_start=(lambda: print(banner)) if banner else None
         )
@@ -372,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = dbp.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser("upgrade", help="apply migrations")
     up.set_defaults(func=lambda a: _run(_db_upgrade, a))
+
+    pp = sub.add_parser("privacy", help="citizens' personal data")
+    p_sub = pp.add_subparsers(dest="privacy_command", required=True)
+    an = p_sub.add_parser("anonymise", help="anonymise closed tickets and idle citizens older than N days")
+    an.add_argument("--days", type=int, default=None, help="default: RETENTION_DAYS (180)")
+    an.set_defaults(func=lambda a: _run(_privacy_anonymise, a))
     web_p = sub.add_parser("web", help="serve the web admin panel (WEB_HOST, WEB_PORT)")
     web_p.set_defaults(func=_cmd_web)
     adm = sub.add_parser("admin", help="web panel admin accounts")

@@ -22,6 +22,7 @@ from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommand
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import privacy
 from bot.conversation import Conversation
 from bot.health import Health
 from bot.health import start_server as start_health_server
@@ -94,6 +95,7 @@ class HotlineApp:
         self._tasks = [
             asyncio.create_task(self.sender.run(self._stop), name="outbox"),
             asyncio.create_task(self._reminders(), name="reminders"),
+            asyncio.create_task(self._retention(), name="retention"),
             asyncio.create_task(
                 self.runtime.knowledge.run_refresher(self.settings.kb_refresh_seconds), name="kb-refresh"
             ),
@@ -115,6 +117,26 @@ class HotlineApp:
                 log.exception("reminder pass failed")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
+
+    async def _retention(self, interval: float = 3600.0) -> None:
+        """Looks hourly; the pass itself runs at most once a calendar day across all instances."""
+        while not self._stop.is_set():
+            try:
+                report = await self.retention_pass()
+                if report is not None:
+                    log.info("%s", report.summary())
+            except Exception:
+                log.exception("retention pass failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=interval)
+
+    async def retention_pass(self) -> privacy.RetentionReport | None:
+        async with self.runtime.sf() as session:
+            report = await privacy.daily_retention(
+                session, self.settings.retention_days, tz=self.settings.timezone
+            )
+            await session.commit()
+            return report
 
     async def remind_overdue(self) -> int:
         async with self.runtime.sf() as session:
@@ -145,6 +167,8 @@ class HotlineApp:
                 BotCommand(command="help", description=_("使用说明")),
                 BotCommand(command="human", description=_("转人工服务")),
                 BotCommand(command="mytickets", description=_("我的工单")),
+                BotCommand(command="privacy", description=_("个人信息说明")),
+                BotCommand(command="forget", description=_("删除我的个人信息")),
             ]
             staff_cmds = [
                 BotCommand(command="queue", description=_("未关闭工单")),
@@ -251,7 +275,9 @@ async def create_app(
     bot = create_bot(settings)
     hours = OfficeHours.parse(settings.office_hours, settings.timezone)
     desk = StaffDesk(settings.staff_chat_id, hours, settings.reminder_working_hours)
-    conversation = Conversation(runtime.knowledge, desk, settings.bureau_facts())
+    conversation = Conversation(
+        runtime.knowledge, desk, settings.bureau_facts(), retention_days=settings.retention_days
+    )
 
     async def on_blocked(session: AsyncSession, chat_id: int) -> None:
         with use_locale(settings.locale):

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     reminder_working_hours: float = 4.0
     flood_messages_per_minute: int = 20
     kb_refresh_seconds: float = 3.0
+    # Personal data: closed tickets, old questions and idle citizens are anonymised after this
+    # many days by a daily job (README "Personal data"); 0 turns the anonymisation off.
+    retention_days: int = Field(default=180, ge=0)
     # Telegram's limits (about 30 messages a second overall, 1 a second per chat). Raise only
     # for a self-hosted test API, e.g. in benchmarks.
     send_rate_per_second: float = 30.0
