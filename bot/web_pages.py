@@ -72,7 +72,7 @@ class Preview:
 async def _preview(request: web.Request, draft: Entry, question: str) -> Preview:
     """How the assistant would answer ``question`` if ``draft`` replaced the served entry."""
     rt, settings = runtime_of(request), settings_of(request)
-    await rt.knowledge.refresh_if_changed()
+    await rt.knowledge.refresh_if_changed(announce=False)  # only to compare with what is served
     served = rt.knowledge.index
     async with rt.sf() as session:
         aliases = await kb_store.aliases(session)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -102,3 +104,22 @@ async def test_admin_removed_from_admin_ids_loses_the_session(runtime: Runtime) 
         assert result.ok
         assert await accounts.load_session(session, result.cookie, [ADMIN_TG]) is not None
         assert await accounts.load_session(session, result.cookie, []) is None
+
+
+def test_admin_cli_add_list_disable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import main
+
+    monkeypatch.chdir(tmp_path)  # no developer's .env
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main.main(["admin", "add", "li", "--telegram-id", "99"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main.main(["admin", "add", "zhao"]) == 1
+    assert main.main(["admin", "disable", "li"]) == 0
+    assert main.main(["admin", "list"]) == 0
+    out = capsys.readouterr()
+    assert "account li added" in out.out and "at least 8 characters" in out.err
+    assert "disabled" in out.out and "telegram:99" in out.out and "1 account(s)" in out.out
+    assert "a long enough password" not in out.out + out.err

@@ -11,7 +11,8 @@
     event.preventDefault();
     var data = new FormData(form);
     data.set("action", "try");
-    fetch(form.action, { method: "POST", body: data, credentials: "same-origin",
+    // getAttribute: the buttons are named "action", which shadows form.action
+    fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin",
                          headers: { "X-Requested-With": "fetch" } })
       .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
       .then(function (html) { box.innerHTML = html; })  // server-rendered and escaped
