@@ -35,7 +35,7 @@ from bot.runtime import Runtime, create_runtime
 from bot.settings import Settings
 from bot.tickets import StaffDesk
 from bot.transport import TelegramTransport
-from handlers import citizens, errors, staff
+from handlers import admin, citizens, errors, staff
 from handlers.delivery import Delivery
 from handlers.middlewares import DbSessionMiddleware, FloodMiddleware, LocaleMiddleware, MemoryRateLimiter
 
@@ -176,11 +176,26 @@ class HotlineApp:
                 BotCommand(command="close", description=_("关闭工单：/close 编号")),
                 BotCommand(command="reopen", description=_("重新打开：/reopen 编号")),
             ]
+            admin_cmds = [
+                BotCommand(command="admin", description=_("管理员菜单")),
+                BotCommand(command="kb_find", description=_("查找知识条目：/kb_find 文字")),
+                BotCommand(command="kb_show", description=_("查看知识条目：/kb_show 编号")),
+                BotCommand(command="review", description=_("审核队列")),
+                BotCommand(command="gaps", description=_("知识缺口：/gaps 或 /gaps 30")),
+                BotCommand(command="stats", description=_("统计（7 天和 30 天）")),
+                BotCommand(command="cancel", description=_("取消当前编辑")),
+            ]
         await self.bot.set_my_commands(citizen_cmds, scope=BotCommandScopeAllPrivateChats())
         if self.settings.staff_chat_id is not None:
             with contextlib.suppress(Exception):  # the bot may not be in the group yet
                 await self.bot.set_my_commands(
                     staff_cmds, scope=BotCommandScopeChat(chat_id=self.settings.staff_chat_id)
+                )
+        # Admin commands only in each admin's own chat (private chat id = user id); others never see them.
+        for admin_id in self.settings.admin_ids:
+            with contextlib.suppress(Exception):  # an admin who never opened the bot has no chat yet
+                await self.bot.set_my_commands(
+                    citizen_cmds + admin_cmds, scope=BotCommandScopeChat(chat_id=admin_id)
                 )
 
     async def run_polling(self) -> None:
@@ -259,7 +274,10 @@ def create_dispatcher(
         FloodMiddleware(rate_limiter or MemoryRateLimiter(settings.flood_messages_per_minute))
     )
     dp.include_routers(
-        errors.build_router(), staff.build_router(settings.staff_chat_id), citizens.build_router()
+        errors.build_router(),
+        staff.build_router(settings.staff_chat_id),
+        admin.build_router(settings.admin_ids),  # before citizens: admins' commands win, others fall through
+        citizens.build_router(),
     )
     return dp, in_flight
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -542,7 +542,8 @@ async def save_draft(
 
     A field left as None keeps the value of the newest non-rejected revision (so an edit of the
     answer alone keeps the questions); a new entry needs questions, answer, source and topic.
-    ``updated`` (the date the facts are valid for) defaults to today in Asia/Shanghai.
+    ``updated`` (the date the facts are valid for) defaults to today in Asia/Shanghai when the
+    answer or source changes, otherwise it stays as it was (new questions change no fact).
     Raises ValueError with a message an admin can read.
     """
     entry_id = entry_id.strip()
@@ -558,6 +559,8 @@ async def save_draft(
         keywords=_clean_list(keywords if keywords is not None else (prev.keywords if prev else ())),
         status="draft",
     )
+    if updated is None and prev is not None and (entry.answer, entry.source) == (prev.answer, prev.source):
+        entry = replace(entry, updated=prev.updated)
     return await _new_draft(
         session,
         entry,

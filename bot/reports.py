@@ -122,9 +122,7 @@ async def _load(session: AsyncSession, since: dt.datetime, until: dt.datetime) -
     return _Rows(list(queries), list(tickets), await _entry_topics(session))
 
 
-def _summarise(
-    rows: _Rows, since: dt.datetime, until: dt.datetime, date: dt.date | None = None
-) -> Stats:
+def _summarise(rows: _Rows, since: dt.datetime, until: dt.datetime, date: dt.date | None = None) -> Stats:
     since, until = _aware(since), _aware(until)
     questions = bot = clarified = escalated = helpful = not_helpful = greetings = 0
     for q in rows.queries:
@@ -177,6 +175,13 @@ async def stats(session: AsyncSession, since: dt.datetime, until: dt.datetime) -
     return _summarise(await _load(session, since, until), since, until)
 
 
+def _redacted(question: str) -> bool:
+    """An erased or expired question (bot.privacy.MARKERS, e.g. 〔已按本人要求删除〕): still counted
+    in the figures, never shown as a wording."""
+    text = question.strip()
+    return text.startswith("〔") and text.endswith("〕")
+
+
 def _gap_kind(q: QueryLog) -> str | None:
     if q.feedback == "not_helpful":
         return "not_helpful"
@@ -191,6 +196,8 @@ def _group_gaps(queries: list[QueryLog], topics: dict[str, str], limit: int) -> 
     for q in queries:
         kind = _gap_kind(q)
         if kind is None or (q.entry_id and topics.get(q.entry_id) == GREETING_TOPIC):
+            continue
+        if _redacted(q.question):
             continue
         key = normalize(q.question)
         if content_chars(key) < 2:  # junk and emoji: nothing an entry could answer

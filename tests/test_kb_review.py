@@ -180,6 +180,8 @@ async def test_new_entry_paraphrases_and_validation(runtime: Runtime) -> None:
             session, "test-new", ["测试专用问题甲", "测试专用问题乙"], author="a", note="补充问法"
         )
         assert more.entry.questions == ("测试专用问题甲", "测试专用问题乙")
+        # New wordings change no fact: the date the facts are valid for stays.
+        assert more.entry.updated == created.entry.updated
         with pytest.raises(ValueError, match="已经有了"):
             await kb_store.add_paraphrases(session, "test-new", ["测试专用问题乙"], author="a")
         # Approving the newest draft closes the older one as superseded.
@@ -199,6 +201,10 @@ async def test_diff_shows_what_changed(runtime: Runtime) -> None:
         detail = await kb_store.entry_detail(session, entry_id)
         assert detail is not None and detail.published is not None
         old = detail.published
+        questions_only = await kb_store.save_draft(
+            session, entry_id, questions=[*old.entry.questions, "另一个新问法"], author="a"
+        )
+        assert questions_only.entry.updated == old.entry.updated  # new wordings change no fact
         new = await kb_store.save_draft(
             session,
             entry_id,
@@ -206,6 +212,7 @@ async def test_diff_shows_what_changed(runtime: Runtime) -> None:
             questions=[*old.entry.questions, "新的问法"],
             author="a",
         )
+    assert new.entry.updated != old.entry.updated  # the answer changed: facts dated today
     diffs = {d.field: d for d in kb_store.diff_revisions(old, new)}
     assert diffs["answer"].changed and diffs["questions"].changed
     assert not diffs["source"].changed and not diffs["topic"].changed

@@ -79,6 +79,7 @@ async def seed(runtime: Runtime) -> None:
                 _q(sh(2026, 11, 17, 10, 1), "低保怎么申请", "answer", "dibao-apply"),
                 _q(sh(2026, 11, 17, 11, 0), "救助的事情", "clarify"),
                 _q(sh(2026, 11, 17, 11, 1), "😀😀", "clarify"),  # junk: no gap
+                _q(sh(2026, 11, 17, 11, 2), "〔已按本人要求删除〕", "clarify"),  # erased: counted, not shown
                 _q(sh(2026, 11, 18, 9, 0), "请问残疾人补贴怎么领", "escalate"),
                 _q(sh(2026, 11, 19, 9, 0), "残疾人补贴怎么领", "escalate"),
                 _q(sh(2026, 11, 20, 9, 0), "残疾人补贴怎么领取", "escalate"),
@@ -104,9 +105,9 @@ async def seeded(runtime: Runtime) -> Runtime:
 async def test_stats_count_what_the_bureau_reports(seeded: Runtime) -> None:
     async with seeded.sf() as session:
         s = await reports.stats(session, sh(2026, 11, 16), sh(2026, 11, 23))
-    # 2 direct answers + 1 pick after a clarification; 2 unresolved clarifications; 4 escalations.
-    assert (s.answered_by_bot, s.clarified, s.escalated) == (3, 3, 4)
-    assert s.questions == 3 + 2 + 4
+    # 2 direct answers + 1 pick after a clarification; 3 unresolved clarifications; 4 escalations.
+    assert (s.answered_by_bot, s.clarified, s.escalated) == (3, 4, 4)
+    assert s.questions == 3 + 3 + 4
     assert s.greetings == 1  # greetings and flood are not questions
     assert (s.helpful, s.not_helpful) == (1, 1)
     assert (s.tickets, s.answered_by_staff) == (4, 3)
@@ -126,7 +127,7 @@ async def test_weekly_report_uses_shanghai_days(seeded: Runtime) -> None:
     assert by_day[18].tickets == 3 and by_day[18].answered_by_staff == 2
     assert by_day[18].median_first_response_seconds == 75 * 60
     assert by_day[21].questions == 0 and by_day[21].median_first_response_seconds is None
-    assert r.totals.questions == sum(d.questions for d in r.days) == 9
+    assert r.totals.questions == sum(d.questions for d in r.days) == 10
     assert r.totals.tickets == 4
     assert r.top_topics[0] == reports.TopicCount("低保", 3)
     assert r.unanswered[0].count == 3 and "残疾人补贴" in r.unanswered[0].question
@@ -144,7 +145,7 @@ async def test_gaps_group_similar_questions(seeded: Runtime) -> None:
     assert questions["低保咋申请"].entry_ids == ("dibao-apply",)
     assert questions["低保的事"].kinds == {"clarify": 1}  # chosen after asking back: a paraphrase to add
     assert "救助的事情" in questions and "婚姻登记要带什么" in questions
-    assert not any("😀" in g.question for g in week)
+    assert not any("😀" in g.question or "删除" in g.question for g in week)
     assert {g.question for g in two_days} == {"婚姻登记要带什么", "下一周的问题"}
 
 
@@ -157,7 +158,7 @@ async def test_weekly_report_csv_and_png(seeded: Runtime) -> None:
     assert rows[0][1] == WEEK
     assert rows[1][0] == "日期"
     assert [row[0] for row in rows[2:9]] == [f"2026-11-{d}" for d in range(16, 23)]
-    assert rows[9][0] == "合计" and rows[9][1] == "9" and rows[9][5] == "4"
+    assert rows[9][0] == "合计" and rows[9][1] == "10" and rows[9][5] == "4"
     assert ["低保", "3"] in rows
     png = reports.report_png(r)
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
