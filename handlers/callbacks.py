@@ -44,8 +44,6 @@ def pack(button: Button) -> str:
     a, args = button.action, button.args
     if a == "packed":  # already packed by its own CallbackData class (the admin keyboards)
         return str(args[0])
-    if a == "packed":  # already packed by its own CallbackData class (the admin keyboards)
-        return str(args[0])
     if a == "topic":
         return TopicCb(code=str(args[0])).pack()
     if a == "answer":
