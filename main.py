@@ -170,8 +170,9 @@ async def _web(settings: Any) -> int:
     import signal
 
     from bot.runtime import create_runtime
-    from bot.web import start_web
+    from bot.web import listen_address, start_web
 
+    host, port = listen_address(settings)
     rt = await create_runtime(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -181,10 +182,9 @@ async def _web(settings: Any) -> int:
         try:
             runner = await start_web(settings, rt)
         except OSError as exc:
-            print(f"error: cannot listen on {settings.web_host or '127.0.0.1'}:{settings.web_port}: {exc}")
+            print(f"error: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
             return EXIT_PROBLEM
-        host = settings.web_host or "127.0.0.1"
-        url = f"http://{host}:{settings.web_port}/"
+        url = f"http://{host}:{port}/"
         print(f"web admin panel on {url} (sign-in links use {settings.web_base_url})", flush=True)
         await stop.wait()
         await runner.cleanup()

@@ -55,7 +55,8 @@ class Settings(BaseSettings):
 
     # Web panel / webhook / several instances
     web_host: str | None = None
-    web_port: int = 8080
+    # Unset: the bot process does not serve the panel; `main.py web` then listens on 8080.
+    web_port: int | None = None
     # Where admins reach the panel; one-time sign-in links start with it. https → Secure cookies.
     web_base_url: str = "http://127.0.0.1:8080"
     webhook_url: str | None = None

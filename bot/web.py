@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+DEFAULT_PORT = 8080
 
 SETTINGS = web.AppKey("settings", Settings)
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -413,13 +414,17 @@ def create_web_app(settings: Settings, runtime: Runtime) -> web.Application:
     return app
 
 
+def listen_address(settings: Settings) -> tuple[str, int]:
+    return settings.web_host or "127.0.0.1", settings.web_port or DEFAULT_PORT
+
+
 async def start_web(settings: Settings, runtime: Runtime) -> web.AppRunner:
-    """Serve the panel on WEB_HOST:WEB_PORT (127.0.0.1 when WEB_HOST is unset); ``await
-    runner.cleanup()`` stops it."""
+    """Serve the panel on WEB_HOST:WEB_PORT (127.0.0.1 and 8080 when unset); ``await
+    runner.cleanup()`` stops it. The bot process calls it when WEB_PORT is set."""
     runner = web.AppRunner(create_web_app(settings, runtime), access_log_class=AccessLogger)
     await runner.setup()
-    host = settings.web_host or "127.0.0.1"
-    site = web.TCPSite(runner, host, settings.web_port)
+    host, port = listen_address(settings)
+    site = web.TCPSite(runner, host, port)
     await site.start()
-    log.info("web panel listening on %s:%s, links use %s", host, settings.web_port, settings.web_base_url)
+    log.info("web panel listening on %s:%s, links use %s", host, port, settings.web_base_url)
     return runner
