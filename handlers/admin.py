@@ -10,6 +10,7 @@ an explicit 发布 (approve) step; see ``bot.kb_store`` for the review rule.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
@@ -34,6 +35,8 @@ from handlers.delivery import Delivery
 from knowledge.entries import MAX_ANSWER_CHARS, Entry, valid_id
 
 MAX_LIST = 10
+# "1. ", "2、", "3）" in front of a pasted question (but not the 1.5 of "1.5万元").
+_NUMBERING = re.compile(r"^\d{1,2}(?:[.)]\s+|[、）])")
 GAP_DAYS = (7, 30)
 
 
@@ -110,10 +113,7 @@ def lines_of(text: str) -> list[str]:
     """One question per line; list bullets and numbering people paste are dropped."""
     out = []
     for line in text.splitlines():
-        line = line.strip().lstrip("•·-*").strip()
-        head, dot, rest = line.partition(".")
-        if dot and head.isdigit():
-            line = rest.strip()
+        line = _NUMBERING.sub("", line.strip().lstrip("•·-*").strip()).strip()
         if line:
             out.append(line)
     return out
@@ -846,6 +846,11 @@ def build_router(admin_ids: Collection[int]) -> Router:
             ),
         )
         await say(deliver, session, message.chat.id, text, buttons)
+
+    @router.message(StateFilter(Edit.preview, Review.archive_confirm))
+    async def waiting_for_button(message: Message, session: AsyncSession, deliver: Delivery) -> None:
+        text = _("请用上面的按钮确认，或发送 /cancel 取消。")
+        await say(deliver, session, message.chat.id, text, (cancel_row(),))
 
     @router.message(StateFilter(Edit, Review))
     async def not_text(message: Message, session: AsyncSession, deliver: Delivery) -> None:

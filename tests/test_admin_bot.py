@@ -122,9 +122,10 @@ async def test_flows_can_be_cancelled_midway(h: Harness) -> None:
 async def test_paraphrases_reject_with_reason_and_archive(h: Harness) -> None:
     shown = await admin_says(h, "/kb_show dibao-apply", "条目 dibao-apply")
     await admin_presses(h, shown, "添加问法", "请发送要添加的问法")
-    await admin_says(h, "吃低保找哪个部门\n• 低保归谁管", "说明修改原因")
+    await admin_says(h, "1. 吃低保找哪个部门\n• 低保归谁管", "说明修改原因")  # pasted list marks dropped
     preview = await admin_says(h, "市民常这样问", "预览")
     assert "＋ 吃低保找哪个部门" in preview.text and "＋ 低保归谁管" in preview.text
+    await admin_says(h, "好的", "请用上面的按钮确认")  # typing at the preview saves nothing
     await admin_presses(h, preview, "保存为草稿", "已保存为草稿")
 
     queue = await admin_says(h, "/review", "待审核草稿（1")
@@ -202,3 +203,11 @@ async def test_admin_buttons_refuse_anyone_else(h: Harness) -> None:
     assert not [c for c in h.to(CITIZEN, mark) if "已发布" in (c.text or "")]
     async with h.app.runtime.sf() as session:
         assert (await kb_store.get_revision(session, draft.id)).state == "draft"
+
+
+async def test_admin_commands_are_registered_only_in_admins_chats(h: Harness, server: FakeTelegram) -> None:
+    await h.app.set_commands()
+    private = {c["command"] for c in server.commands_for({"type": "all_private_chats"})}
+    mine = {c["command"] for c in server.commands_for({"type": "chat", "chat_id": ADMIN})}
+    assert "admin" not in private and "start" in private
+    assert {"admin", "kb_find", "kb_show", "review", "gaps", "stats", "cancel", "start"} <= mine
