@@ -180,6 +180,22 @@ class OutboxSender:
             rows = list((await session.scalars(query)).all())
             if not rows:
                 return []
+            # Several instances: a chat whose earlier message is with another sender (or locked in
+            # another claim right now, so skipped above) waits, so its messages keep their order.
+            ids = [r.id for r in rows]
+            elsewhere = await session.execute(
+                select(OutboxMessage.chat_id, func.min(OutboxMessage.id))
+                .where(
+                    OutboxMessage.chat_id.in_({r.chat_id for r in rows}),
+                    OutboxMessage.status.in_(("pending", "sending")),
+                    OutboxMessage.id.not_in(ids),
+                )
+                .group_by(OutboxMessage.chat_id)
+            )
+            first_elsewhere = {chat: first for chat, first in elsewhere}
+            rows = [r for r in rows if r.id < first_elsewhere.get(r.chat_id, r.id + 1)]
+            if not rows:
+                return []
             ids = [r.id for r in rows]
             claimed = await session.execute(
                 update(OutboxMessage)

@@ -1,27 +1,108 @@
-"""Shared fixtures: a fresh database per test (SQLite by default, PostgreSQL if TEST_DATABASE_URL)."""
+"""Shared fixtures: a fresh database per test, and the backend matrix.
+
+Every test that uses ``db_url`` (directly or through ``settings`` / ``runtime``) runs on SQLite.
+A module or test marked ``@pytest.mark.postgres`` runs again on PostgreSQL when
+``TEST_DATABASE_URL`` is set (``.ci/run`` sets it when the server answers): each such test gets
+its own database, copied from a template that was migrated and seeded once per session, and
+dropped afterwards. Redis tests use ``redis_url`` / ``redis_prefix`` and are skipped without
+``TEST_REDIS_URL``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from bot.runtime import Runtime, create_runtime
 from bot.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+PG_ENV = "TEST_DATABASE_URL"
 
 
-def _pg_url() -> str | None:
-    return os.environ.get("TEST_DATABASE_URL")
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "postgres: also run on PostgreSQL (own database per test) when TEST_DATABASE_URL is set"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_backend" not in metafunc.fixturenames:
+        return
+    if os.environ.get(PG_ENV) and metafunc.definition.get_closest_marker("postgres"):
+        metafunc.parametrize("db_backend", ["sqlite", "postgresql"])
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}"
+def db_backend() -> str:
+    """"sqlite", or "postgresql" for the second run of a test marked ``postgres``."""
+    return "sqlite"
+
+
+def _asyncpg_dsn(url: str, database: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+def _with_database(url: str, database: str) -> str:
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+async def _pg_admin(url: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str | None]:
+    """A migrated, seeded PostgreSQL database that tests copy (CREATE DATABASE … TEMPLATE)."""
+    url = os.environ.get(PG_ENV)
+    if not url:
+        yield None
+        return
+    name = "hotline_tpl_" + uuid.uuid4().hex[:10]
+
+    async def build() -> None:
+        await _pg_admin(url, f'CREATE DATABASE "{name}"')
+        settings = Settings(_env_file=None, database_url=_with_database(url, name), bot_token=None)  # type: ignore[call-arg]
+        rt = await create_runtime(settings)
+        await rt.close()  # no connection may stay open on a template
+
+    asyncio.run(build())
+    try:
+        yield name
+    finally:
+        asyncio.run(_pg_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def db_url(db_backend: str, tmp_path: Path, pg_template: str | None) -> AsyncIterator[str]:
+    if db_backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}"
+        return
+    url = os.environ[PG_ENV]
+    assert pg_template is not None
+    name = "hotline_t_" + uuid.uuid4().hex[:10]
+    await _pg_admin(url, f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    try:
+        yield _with_database(url, name)
+    finally:
+        # FORCE: a connection a test left open must not keep the database alive.
+        await _pg_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -36,10 +117,6 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         yield rt
     finally:
         await rt.close()
-
-
-def unique_schema() -> str:
-    return "t_" + uuid.uuid4().hex[:12]
 
 
 # --- Redis (TEST_REDIS_URL): tests that need it are skipped without it -----------------------

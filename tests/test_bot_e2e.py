@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +24,8 @@ async def server() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-async def h(server: FakeTelegram, tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = Harness(server, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+async def h(server: FakeTelegram, db_url: str) -> AsyncIterator[Harness]:
+    harness = Harness(server, db_url)
     await harness.start()
     try:
         yield harness
@@ -66,6 +65,7 @@ async def test_start_shows_welcome_and_topic_menu_whose_buttons_answer(h: Harnes
     assert [t for t, _ in buttons(answer)] == ["有帮助", "没解决"]
 
 
+@pytest.mark.postgres  # core flow: again on PostgreSQL (conftest)
 async def test_a_question_gets_its_answer_with_source_and_feedback_buttons(h: Harness) -> None:
     h.say(CITIZEN, "低保怎么申请？")
     answer = await h.reply_to(CITIZEN, "乡镇")
@@ -100,6 +100,7 @@ async def test_clarification_offers_candidates_and_none_of_these(h: Harness) -> 
     await h.reply_to(CITIZEN, "工单编号", after=mark)
 
 
+@pytest.mark.postgres  # core flow: again on PostgreSQL (conftest)
 async def test_escalation_staff_reply_follow_up_close_and_rating(h: Harness, server: FakeTelegram) -> None:
     number, card_id = await escalate(h)
     card = server.messages[(STAFF_CHAT, card_id)]
@@ -183,6 +184,7 @@ async def test_outsiders_cannot_touch_tickets(h: Harness, server: FakeTelegram) 
     await h.reply_to(4242, "还没有工单")
 
 
+@pytest.mark.postgres  # core flow: again on PostgreSQL (conftest)
 async def test_two_simultaneous_claims_one_wins(h: Harness, server: FakeTelegram) -> None:
     number, card_id = await escalate(h)
     h.press(STAFF_CHAT, card_id, f"k:claim:{number}", user=STAFF_USER)
@@ -193,6 +195,7 @@ async def test_two_simultaneous_claims_one_wins(h: Harness, server: FakeTelegram
     assert sum("已由" in t for t in texts) == 1
 
 
+@pytest.mark.postgres  # core flow: again on PostgreSQL (conftest)
 async def test_staff_reply_reaches_citizen_after_a_restart(h: Harness) -> None:
     number, card_id = await escalate(h)
     await h.restart()
@@ -202,6 +205,7 @@ async def test_staff_reply_reaches_citizen_after_a_restart(h: Harness) -> None:
     assert f"#{number}" in relayed.text
 
 
+@pytest.mark.postgres  # core flow: again on PostgreSQL (conftest)
 async def test_429_and_5xx_are_retried_until_delivered(h: Harness, server: FakeTelegram) -> None:
     server.fail_next("sendMessage", status=429, retry_after=1)
     h.say(CITIZEN, "低保怎么申请")

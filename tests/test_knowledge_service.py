@@ -2,9 +2,13 @@
 
 import dataclasses
 
+import pytest
+
 from bot import kb_store
 from bot.knowledge_service import render_answer
 from bot.runtime import Runtime
+
+pytestmark = pytest.mark.postgres  # again on PostgreSQL when TEST_DATABASE_URL is set (conftest)
 
 
 async def test_a_published_change_is_served_after_refresh(runtime: Runtime) -> None:

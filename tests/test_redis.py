@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import itertools
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,6 +29,8 @@ try:
     from tests.fake_telegram import FakeTelegram
 except ImportError:  # pragma: no cover
     from fake_telegram import FakeTelegram
+
+pytestmark = pytest.mark.postgres  # the tests with a database run again on PostgreSQL (conftest)
 
 SECRET = "redis-test-secret"
 CITIZEN = 5001
@@ -124,17 +125,17 @@ async def test_one_update_at_a_time_per_chat_across_instances(
 # --- knowledge announcements -------------------------------------------------------------------
 
 
-def _settings(db: Path, redis_url: str, prefix: str) -> Settings:
+def _settings(db_url: str, redis_url: str, prefix: str) -> Settings:
     return Settings(  # type: ignore[call-arg]
-        _env_file=None, database_url=f"sqlite+aiosqlite:///{db}", redis_url=redis_url, redis_prefix=prefix
+        _env_file=None, database_url=db_url, redis_url=redis_url, redis_prefix=prefix
     )
 
 
 async def test_a_publish_on_one_instance_is_served_by_the_other_at_once(
-    tmp_path: Path, redis_url: str, redis_prefix: str
+    db_url: str, redis_url: str, redis_prefix: str
 ) -> None:
-    a = await create_runtime(_settings(tmp_path / "kb.db", redis_url, redis_prefix))
-    b = await create_runtime(_settings(tmp_path / "kb.db", redis_url, redis_prefix))
+    a = await create_runtime(_settings(db_url, redis_url, redis_prefix))
+    b = await create_runtime(_settings(db_url, redis_url, redis_prefix))
     assert b.notifier is not None
     subscribed = asyncio.Event()
     listener = asyncio.create_task(
@@ -193,13 +194,13 @@ class Instance:
 
 @pytest.fixture
 async def two(
-    server: FakeTelegram, tmp_path: Path, redis_url: str, redis_prefix: str
+    server: FakeTelegram, db_url: str, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[list[Instance]]:
     instances: list[Instance] = []
     for _ in range(2):
         port = free_port()
         settings = app_settings(
-            f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+            db_url,
             server.url,
             webhook_url=f"http://127.0.0.1:{port}/hook",
             webhook_secret=SECRET,

@@ -27,6 +27,8 @@ from bot.tickets import StaffDesk, StaffMember
 from handlers.callbacks import pack
 from handlers.render import keyboard, split_text, to_requests, utf16_len
 
+pytestmark = pytest.mark.postgres  # the outbox and tickets run again on PostgreSQL (conftest)
+
 SH = ZoneInfo("Asia/Shanghai")
 STAFF_CHAT = -100
 OUT_OF_SCOPE = "婚姻登记需要带什么材料"
@@ -320,8 +322,10 @@ async def test_two_senders_on_one_database_send_each_message_once(runtime: Runti
     items = [(c, f"{c}-{i}") for i in range(10) for c in (11, 22, 33, -44)]
     await _enqueue_texts(runtime, items)
     t1, t2 = FakeTransport(delay=0.001), FakeTransport(delay=0.001)
-    s1 = OutboxSender(runtime.sf, t1, limits=FAST, batch_size=7)
-    s2 = OutboxSender(runtime.sf, t2, limits=FAST, batch_size=7)
+    # Small batches: a chat whose earlier message is with the other sender waits (order), so with
+    # 4 chats a batch of 7 would let the first sender take every chat each time.
+    s1 = OutboxSender(runtime.sf, t1, limits=FAST, batch_size=3)
+    s2 = OutboxSender(runtime.sf, t2, limits=FAST, batch_size=3)
     for _ in range(20):
         sent = await asyncio.gather(s1.send_due(), s2.send_due())
         if sum(sent) == 0:
