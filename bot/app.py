@@ -306,6 +306,8 @@ async def create_app(
         global_per_second=settings.send_rate_per_second,
         private_per_second=settings.send_rate_per_chat,
         private_burst=max(3.0, settings.send_rate_per_chat),
+        group_per_minute=settings.send_rate_per_group_minute,
+        group_burst=max(3.0, settings.send_rate_per_group_minute / 20),
     )
     isolation = None
     if runtime.redis is not None:  # several instances: state, per-chat order and flood counts shared

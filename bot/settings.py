@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     # for a self-hosted test API, e.g. in benchmarks.
     send_rate_per_second: float = 30.0
     send_rate_per_chat: float = 1.0
+    send_rate_per_group_minute: float = 20.0  # the staff group: about 20 messages a minute
 
     # Web panel / webhook / several instances
     web_host: str | None = None

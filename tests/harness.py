@@ -28,6 +28,9 @@ def app_settings(db_url: str, api_url: str, **overrides: Any) -> Settings:
         "staff_chat_id": STAFF_CHAT,
         "admin_ids": [STAFF_USER],
         "office_hours": "Mon-Sun 00:00-24:00",
+        # The fake API has no per-chat limits; the pacing itself is tested in test_services.py.
+        "send_rate_per_group_minute": 6000,
+        "send_rate_per_chat": 100,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import re
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,36 @@ async def test_outbox_sends_each_chats_messages_in_order(runtime: Runtime) -> No
     assert {r.status for r in rows.values()} == {"sent"}
     assert all(r.result_message_id for r in rows.values())
     assert await sender.send_due() == 0  # nothing is sent twice
+
+
+async def test_outbox_keeps_telegrams_per_chat_limits_without_holding_up_other_chats(
+    runtime: Runtime,
+) -> None:
+    # The staff group at its 20-a-minute limit and a citizen at 1 a second must not delay a
+    # second citizen's answer: their extra messages are rescheduled, in order, not slept on.
+    staff = [(-44, f"card-{i}") for i in range(5)]
+    chatty = [(11, f"11-{i}") for i in range(5)]
+    await _enqueue_texts(runtime, [*staff, *chatty, (22, "22-0")])
+    transport = FakeTransport()
+    limits = Limits(global_per_second=1000, private_per_second=1, private_burst=3, group_per_minute=20,
+                    group_burst=3)  # fmt: skip
+    sender = OutboxSender(runtime.sf, transport, limits=limits)
+    started = time.monotonic()
+    assert await sender.send_due() == 7
+    assert time.monotonic() - started < 1.0  # nobody waited for the group's or 11's limit
+    assert transport.texts(22) == ["22-0"]
+    assert transport.texts(-44) == ["card-0", "card-1", "card-2"]
+    assert transport.texts(11) == ["11-0", "11-1", "11-2"]
+    rows = await _rows(runtime)
+    later = sorted((r for r in rows.values() if r.status == "pending"), key=lambda r: r.id)
+    assert [r.payload["text"] for r in later] == ["card-3", "card-4", "11-3", "11-4"]
+    group_next = min(r.next_attempt_at for r in later if r.chat_id == -44)
+    assert group_next - utcnow() > dt.timedelta(seconds=2)  # about 3 s: 20 a minute
+    assert await sender.send_due() == 0  # not due yet: nothing sent early
+    await _make_all_due(runtime)
+    await asyncio.sleep(1.1)  # 11's bucket has a token again; the group's has not
+    assert await sender.send_due() == 1
+    assert transport.texts(11) == ["11-0", "11-1", "11-2", "11-3"]  # still in order
 
 
 async def test_outbox_retries_a_network_error_without_losing_or_reordering(runtime: Runtime) -> None:
