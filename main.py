@@ -32,7 +32,14 @@ def _settings():
 
 
 def _run(coro_fn: Callable[..., Coroutine[Any, Any, int]], *args: Any) -> int:
-    return asyncio.run(coro_fn(*args))
+    try:  # uvloop: a faster event loop (libuv), where it is available
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro_fn(*args))
 
 
 # --- ask ---------------------------------------------------------------------------

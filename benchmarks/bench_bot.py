@@ -2,9 +2,9 @@
 
 The bot runs as a real process (``python main.py run``, long polling, SQLite, outbox) against
 the fake Bot API served over HTTP on 127.0.0.1 by this script, so the two do not share a CPU
-core. Telegram's send limit (30 messages a second) is lifted for the run (SEND_RATE_PER_SECOND),
-so the figures are the bot's capacity, not Telegram's. At the end the bot gets SIGTERM and the
-time to a clean exit is reported.
+core. Telegram's send limits (30 messages a second, 1 a second per chat, 20 a minute per group)
+are lifted for the run (SEND_RATE_* settings), so the figures are the bot's capacity, not
+Telegram's. At the end the bot gets SIGTERM and the time to a clean exit is reported.
 
     python benchmarks/bench_bot.py [burst_updates] [steady_rate]
 """
@@ -22,17 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import yaml  # noqa: E402
+
 from tests.fake_telegram import FakeTelegram  # noqa: E402
 
 TOKEN = "123456:BENCH-TOKEN"
-QUESTIONS = [
-    "低保怎么申请",
-    "特困供养需要什么条件",
-    "临时救助要带什么材料",
-    "医疗救助怎么申请",
-    "你好",
-    "低保",
-]
+# The development question set: 217 citizen phrasings (answers, clarifications, escalations with
+# staff cards, junk), each asked by several citizens, as in a burst after an announcement.
+QUESTIONS = [q["q"] for q in yaml.safe_load((ROOT / "tests" / "dev_questions.yaml").read_text("utf-8"))]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -66,6 +63,8 @@ async def run(total: int, rate: float) -> None:
                 STAFF_CHAT_ID="-100999",
                 LOG_LEVEL="WARNING",
                 SEND_RATE_PER_SECOND="1000000",
+                SEND_RATE_PER_CHAT="1000000",
+                SEND_RATE_PER_GROUP_MINUTE="1000000",
                 FLOOD_MESSAGES_PER_MINUTE="1000",
             )
             proc = await asyncio.create_subprocess_exec(

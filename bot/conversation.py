@@ -74,6 +74,7 @@ class Conversation:
             )
             session.add(row)
             await session.flush()
+            row.fresh = True
         else:
             if row.anonymized_at is None:
                 row.display_name = info.display_name[:200] or row.display_name
@@ -164,7 +165,7 @@ class Conversation:
     async def ask(self, session: AsyncSession, citizen: Citizen, text: str) -> list[Outgoing]:
         """A citizen's text message."""
         text = (text or "").strip()
-        open_ticket = await tickets.open_ticket_for(session, citizen.id)
+        open_ticket = None if citizen.fresh else await tickets.open_ticket_for(session, citizen.id)
         if open_ticket is not None:
             return await self.follow_up(session, citizen, open_ticket, text=text, kind="text")
         if text.replace(" ", "") in HUMAN_WORDS:

@@ -8,6 +8,7 @@ notification (issue 5) only shortens that delay.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,7 @@ class KnowledgeService:
         self._sf = sf
         self._thresholds = thresholds or Thresholds()
         self._index = KnowledgeIndex.build([], {}, self._thresholds)
+        self._match = self._cached(self._index)
         self._version = -1
         self._lock = asyncio.Lock()
         # Called with the new version when this instance finds a change itself (right after a
@@ -63,7 +65,7 @@ class KnowledgeService:
                 aliases = await kb_store.aliases(session)
             # Building is CPU work; keep the event loop free for other citizens meanwhile.
             index = await asyncio.to_thread(KnowledgeIndex.build, entries, aliases, self._thresholds)
-            self._index, self._version = index, version
+            self._index, self._match, self._version = index, self._cached(index), version
             log.info(
                 "knowledge index built: %d entries, version %d, %.0f ms",
                 len(entries),
@@ -92,8 +94,14 @@ class KnowledgeService:
             except Exception:  # a database hiccup must not kill the refresher
                 log.exception("knowledge refresh failed")
 
+    @staticmethod
+    def _cached(index: KnowledgeIndex) -> Callable[[str], MatchResult]:
+        # In a burst (a policy announcement) many citizens send the very same words; the cache
+        # lives and dies with its index, so a publish is never answered from stale results.
+        return functools.lru_cache(maxsize=4096)(index.match)
+
     def match(self, question: str) -> MatchResult:
-        return self._index.match(question)
+        return self._match(question)
 
     def entry(self, entry_id: str) -> Entry | None:
         return self._index.entry(entry_id)

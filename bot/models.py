@@ -142,6 +142,10 @@ class Citizen(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     anonymized_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
+    # Not a column: True when the row was created in this session, so it has no tickets yet
+    # and the per-message open-ticket lookup can be skipped.
+    fresh: ClassVar[bool] = False
+
 
 class Ticket(Base):
     """A question handed to hotline staff. Its id is the number citizens and staff see."""
