@@ -7,6 +7,7 @@ python main.py ask "问题" | ask --json -
 python main.py kb import|export|validate PATH
 python main.py db upgrade
 python main.py privacy anonymise [--days N]
+python main.py report [--week 2026-W47] [--out DIR] [--send]
 python main.py web                   the web admin panel
 python main.py admin add|list|disable|enable|password NAME
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import logging
 import sys
@@ -288,6 +290,42 @@ async def _privacy_anonymise(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _report(args: argparse.Namespace) -> int:
+    """The weekly report on demand: PNG chart and CSV written to --out; --send queues it for staff."""
+    from bot import db, report_delivery, reports
+    from bot.i18n import use_locale
+    from bot.models import utcnow
+
+    settings = _settings()
+    week = args.week or reports.iso_week(utcnow() - dt.timedelta(days=7), settings.timezone)
+    try:
+        reports.week_bounds(week, settings.timezone)
+    except ValueError:
+        print(f"error: --week must look like 2026-W47, got {week!r}", file=sys.stderr)
+        return EXIT_PROBLEM
+    if args.send and settings.staff_chat_id is None:
+        print("error: STAFF_CHAT_ID is not set, so there is no staff group to send to", file=sys.stderr)
+        return EXIT_SETTINGS
+    engine = db.create_engine(settings.database_url)
+    try:
+        await db.upgrade(engine)
+        async with db.session_factory(engine)() as session:
+            with use_locale(settings.locale):
+                report, png, csv = await report_delivery.build(session, week, settings.timezone)
+                if args.send:
+                    assert settings.staff_chat_id is not None
+                    await report_delivery.enqueue_report(session, settings.staff_chat_id, report, png, csv)
+                    await session.commit()
+                print(report_delivery.summary(report))
+    finally:
+        await engine.dispose()
+    for path in report_delivery.write_files(report, png, csv, Path(args.out)):
+        print(f"wrote {path}")
+    if args.send:
+        print("queued for the staff group: the running bot sends it")
+    return EXIT_OK
+
+
 # --- the assistant -------------------------------------------------------------------
 
 
@@ -414,6 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
     an = p_sub.add_parser("anonymise", help="anonymise closed tickets and idle citizens older than N days")
     an.add_argument("--days", type=int, default=None, help="default: RETENTION_DAYS (180)")
     an.set_defaults(func=lambda a: _run(_privacy_anonymise, a))
+    rep = sub.add_parser("report", help="the weekly report (PNG chart + CSV) for an ISO week")
+    rep.add_argument("--week", help="ISO week like 2026-W47 (default: last week)")
+    rep.add_argument("--out", default=".", help="folder for the two files (default: here)")
+    rep.add_argument("--send", action="store_true", help="also queue it for the staff group")
+    rep.set_defaults(func=lambda a: _run(_report, a))
     web_p = sub.add_parser("web", help="serve the web admin panel (WEB_HOST, WEB_PORT)")
     web_p.set_defaults(func=_cmd_web)
     adm = sub.add_parser("admin", help="web panel admin accounts")

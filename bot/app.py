@@ -22,7 +22,7 @@ from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommand
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import privacy
+from bot import privacy, report_delivery
 from bot.conversation import Conversation
 from bot.health import Health
 from bot.health import start_server as start_health_server
@@ -96,6 +96,7 @@ class HotlineApp:
             asyncio.create_task(self.sender.run(self._stop), name="outbox"),
             asyncio.create_task(self._reminders(), name="reminders"),
             asyncio.create_task(self._retention(), name="retention"),
+            asyncio.create_task(self._weekly_report(), name="weekly-report"),
             asyncio.create_task(
                 self.runtime.knowledge.run_refresher(self.settings.kb_refresh_seconds), name="kb-refresh"
             ),
@@ -127,6 +128,26 @@ class HotlineApp:
                     log.info("%s", report.summary())
             except Exception:
                 log.exception("retention pass failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=interval)
+
+    async def _weekly_report(self, interval: float = 60.0) -> None:
+        """Looks every minute; the report goes out once per week across all instances."""
+        if not self.settings.report_schedule.strip():
+            return
+        schedule = report_delivery.Schedule.parse(self.settings.report_schedule, self.settings.timezone)
+        while not self._stop.is_set():
+            try:
+                async with self.runtime.sf() as session:
+                    with use_locale(self.settings.locale):
+                        week = await report_delivery.deliver_if_due(
+                            session, schedule, self.settings.staff_chat_id
+                        )
+                if week:
+                    log.info("weekly report %s queued for the staff group", week)
+                    self.sender.wake()
+            except Exception:
+                log.exception("weekly report pass failed")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
 

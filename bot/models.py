@@ -315,3 +315,17 @@ class AdminSigninAttempt(Base):
     ip: Mapped[str] = mapped_column(String(64))
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     ok: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class JobRun(Base):
+    """A scheduled job's period (e.g. the weekly report for 2026-W47), claimed by whoever ran it.
+
+    The primary key makes the claim atomic: with several instances exactly one inserts it.
+    """
+
+    __tablename__ = "job_runs"
+
+    job: Mapped[str] = mapped_column(String(40), primary_key=True)
+    period: Mapped[str] = mapped_column(String(40), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # Personal data: closed tickets, old questions and idle citizens are anonymised after this
     # many days by a daily job (README "Personal data"); 0 turns the anonymisation off.
     retention_days: int = Field(default=180, ge=0)
+    # When the staff group gets last week's report (PNG chart + CSV), in TIMEZONE; empty: never.
+    report_schedule: str = "Mon 09:00"
     # Telegram's limits (about 30 messages a second overall, 1 a second per chat). Raise only
     # for a self-hosted test API, e.g. in benchmarks.
     send_rate_per_second: float = 30.0
@@ -110,6 +112,15 @@ class Settings(BaseSettings):
         from bot.office_hours import OfficeHours
 
         OfficeHours.parse(value)  # raises ValueError with a readable message
+        return value
+
+    @field_validator("report_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from bot.report_delivery import Schedule
+
+        if value.strip():
+            Schedule.parse(value)  # raises ValueError with a readable message
         return value
 
     def bureau_facts(self) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -27,6 +28,7 @@ from aiogram.methods import (
     SendVoice,
     TelegramMethod,
 )
+from aiogram.types import BufferedInputFile
 
 from bot.outbox import SendResult
 
@@ -44,6 +46,20 @@ METHODS: dict[str, type[TelegramMethod[Any]]] = {
 }
 
 
+def upload(data: bytes, filename: str) -> dict[str, str]:
+    """A file to upload, as it is stored in an outbox payload (JSON: base64)."""
+    return {"upload_base64": base64.b64encode(data).decode("ascii"), "filename": filename}
+
+
+def with_files(payload: dict[str, Any]) -> dict[str, Any]:
+    """Turn stored uploads back into files aiogram sends as multipart."""
+    out = dict(payload)
+    for key, value in payload.items():
+        if isinstance(value, dict) and "upload_base64" in value:
+            out[key] = BufferedInputFile(base64.b64decode(value["upload_base64"]), value["filename"])
+    return out
+
+
 class TelegramTransport:
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
@@ -53,7 +69,7 @@ class TelegramTransport:
         if cls is None:
             return SendResult(False, permanent=True, error=f"unknown method {method}")
         try:
-            result = await self.bot(cls(**payload))
+            result = await self.bot(cls(**with_files(payload)))
         except TelegramRetryAfter as exc:
             return SendResult(False, retry_after=float(exc.retry_after), error=str(exc), code=429)
         except TelegramForbiddenError as exc:

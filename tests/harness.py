@@ -31,6 +31,7 @@ def app_settings(db_url: str, api_url: str, **overrides: Any) -> Settings:
         # The fake API has no per-chat limits; the pacing itself is tested in test_services.py.
         "send_rate_per_group_minute": 6000,
         "send_rate_per_chat": 100,
+        "report_schedule": "",  # the weekly report has its own tests
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
