@@ -37,7 +37,13 @@ from bot.tickets import StaffDesk
 from bot.transport import TelegramTransport
 from handlers import admin, citizens, errors, staff
 from handlers.delivery import Delivery
-from handlers.middlewares import DbSessionMiddleware, FloodMiddleware, LocaleMiddleware, MemoryRateLimiter
+from handlers.middlewares import (
+    DbSessionMiddleware,
+    FloodMiddleware,
+    LocaleMiddleware,
+    MemoryRateLimiter,
+    prune_processed_updates,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +94,16 @@ class HotlineApp:
     health: Health | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _web: Any = None  # the panel's aiohttp AppRunner when served next to the bot
 
     async def start_workers(self) -> None:
-        """Outbox sender, overdue-ticket reminders and knowledge refresh, in the background."""
+        """Outbox sender, reminders, retention, weekly report, knowledge refresh, in the background;
+        and the web panel next to the bot when WEB_PORT is set."""
         self._stop.clear()
+        if self.settings.web_port and self._web is None:
+            from bot.web import start_web  # the panel's templates load only when it is served
+
+            self._web = await start_web(self.settings, self.runtime)
         self._tasks = [
             asyncio.create_task(self.sender.run(self._stop), name="outbox"),
             asyncio.create_task(self._reminders(), name="reminders"),
@@ -156,6 +168,7 @@ class HotlineApp:
             report = await privacy.daily_retention(
                 session, self.settings.retention_days, tz=self.settings.timezone
             )
+            await prune_processed_updates(session)
             await session.commit()
             return report
 
@@ -180,6 +193,9 @@ class HotlineApp:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=2.0)
         self._tasks = []
+        if self._web is not None:
+            await self._web.cleanup()
+            self._web = None
 
     async def set_commands(self) -> None:
         with use_locale(self.settings.locale):

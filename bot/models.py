@@ -329,3 +329,18 @@ class JobRun(Base):
     period: Mapped[str] = mapped_column(String(40), primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ProcessedUpdate(Base):
+    """A Telegram update already handled, written in the update's own transaction.
+
+    Telegram delivers an update again when an instance died before acknowledging it (webhook)
+    or before confirming the offset (polling); this row makes the second delivery a no-op.
+    Rows older than two days are pruned.
+    """
+
+    __tablename__ = "processed_updates"
+    __table_args__ = (Index("ix_processed_updates_at", "at"),)
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)

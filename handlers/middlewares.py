@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import Message, TelegramObject, User
+from aiogram.types import Message, TelegramObject, Update, User
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import pick_locale, use_locale
+from bot.models import ProcessedUpdate, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class DbSessionMiddleware(BaseMiddleware):
-    """Opens one session per update and hands it to the handler as ``session``."""
+    """Opens one session per update and hands it to the handler as ``session``.
+
+    The update's id is added to that session, so it is committed together with whatever the
+    handler commits (a reply in the outbox, a ticket). A redelivered update then fails on the
+    primary key before anything is sent, and is skipped quietly.
+    """
 
     def __init__(self, sf: async_sessionmaker[AsyncSession]) -> None:
         self.sf = sf
@@ -26,9 +38,24 @@ class DbSessionMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
+        update_id = event.update_id if isinstance(event, Update) else None
         async with self.sf() as session:
             data["session"] = session
-            return await handler(event, data)
+            if update_id is not None:
+                session.add(ProcessedUpdate(update_id=update_id))
+            try:
+                return await handler(event, data)
+            except IntegrityError as exc:
+                if "processed_updates" not in str(exc.orig):
+                    raise
+                log.info("update %s was already handled (redelivered); skipped", update_id)
+                return None
+
+
+async def prune_processed_updates(session: AsyncSession, keep: dt.timedelta = dt.timedelta(days=2)) -> int:
+    """Forget handled update ids after ``keep``: Telegram redelivers within minutes, not days."""
+    result = await session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.at < utcnow() - keep))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 class LocaleMiddleware(BaseMiddleware):

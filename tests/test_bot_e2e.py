@@ -283,3 +283,23 @@ async def test_flooding_gets_one_notice_and_no_flood_of_tickets(h: Harness, serv
     assert len(notices) == 1
     cards = [c for c in h.to(STAFF_CHAT) if "工单 #" in (c.text or "") and "状态" in (c.text or "")]
     assert len(cards) <= 1
+
+
+@pytest.mark.postgres
+async def test_a_redelivered_update_is_answered_once_and_escalated_once(
+    h: Harness, server: FakeTelegram
+) -> None:
+    # Telegram sends an update again when an instance died before acknowledging it.
+    question = server.message(CITIZEN, "婚姻登记需要带什么材料")
+    question["update_id"] = 777_001
+    assert h.app is not None
+    for _ in range(2):
+        await h.app.dispatcher.feed_raw_update(h.app.bot, question)
+    await h.app.sender.drain()
+    told = [c for c in h.to(CITIZEN) if "工单" in (c.text or "")]
+    cards = [c for c in h.to(STAFF_CHAT) if "工单 #" in (c.text or "")]
+    assert len(told) == 1 and len(cards) == 1
+    # A new update from the same citizen is handled as usual.
+    mark = len(server.sent)
+    h.say(CITIZEN, "补充一下：我是外地户口")
+    await h.reply_to(CITIZEN, "已补充", after=mark)

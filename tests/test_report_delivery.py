@@ -93,8 +93,9 @@ async def test_staff_group_receives_chart_and_csv(tmp_path: Path) -> None:
 
 def test_report_command_writes_png_and_csv(tmp_path: Path) -> None:
     env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/c.db", "PATH": "/usr/bin:/bin"}
+    out = str(tmp_path / "out")
     done = subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), "report", "--week", "2026-W47", "--out", str(tmp_path / "out")],
+        [sys.executable, str(ROOT / "main.py"), "report", "--week", "2026-W47", "--out", out],
         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
