@@ -220,6 +220,7 @@ class HotlineApp:
                 BotCommand(command="review", description=_("审核队列")),
                 BotCommand(command="gaps", description=_("知识缺口：/gaps 或 /gaps 30")),
                 BotCommand(command="stats", description=_("统计（7 天和 30 天）")),
+                BotCommand(command="web_login", description=_("网页管理后台一次性登录链接")),
                 BotCommand(command="cancel", description=_("取消当前编辑")),
             ]
         await self.bot.set_my_commands(citizen_cmds, scope=BotCommandScopeAllPrivateChats())
@@ -314,6 +315,7 @@ def create_dispatcher(
         errors.build_router(),
         staff.build_router(settings.staff_chat_id),
         admin.build_router(settings.admin_ids),  # before citizens: admins' commands win, others fall through
+        admin.build_web_login_router(settings),
         citizens.build_router(),
     )
     return dp, in_flight

@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiogram import Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
@@ -24,7 +25,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, User
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import admin_flow, kb_store, reports
+from bot import accounts, admin_flow, kb_store, reports
 from bot.i18n import _
 from bot.knowledge_service import KnowledgeService
 from bot.models import utcnow
@@ -889,3 +890,32 @@ async def after_topic(
         await state.set_state(Edit.new_questions)
         text = _("请发送市民会怎么问，一行一个，第一行是标准问法。")
         await say(deliver, session, chat_id, text, (cancel_row(),))
+
+
+def build_web_login_router(settings: Settings) -> Router:
+    """/web_login: a one-time link to the web panel, for ADMIN_IDS and for Telegram users linked
+    to an enabled panel account. Anyone else falls through to the citizen conversation."""
+    router = Router(name="web_login")
+
+    async def in_private(message: Message) -> bool:
+        return message.chat.type == "private" and message.from_user is not None
+
+    @router.message(in_private, Command("web_login"))
+    async def web_login(message: Message, session: AsyncSession, deliver: Delivery) -> None:
+        user = message.from_user
+        assert user is not None
+        try:
+            token = await accounts.create_login_token(
+                session, user.id, display_name(user), admin_ids=settings.admin_ids
+            )
+        except accounts.NotAnAdmin:  # nothing was written
+            raise SkipHandler() from None  # no hint that the command exists
+        url = f"{settings.web_base_url.rstrip('/')}/login/{token}"
+        text = _(
+            "网页管理后台的一次性登录链接（{minutes} 分钟内有效，只能使用一次，请勿转发）：\n{url}",
+            minutes=int(accounts.TOKEN_LIFETIME.total_seconds() // 60),
+            url=url,
+        )
+        await say(deliver, session, message.chat.id, text)
+
+    return router

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -211,3 +212,37 @@ async def test_admin_commands_are_registered_only_in_admins_chats(h: Harness, se
     mine = {c["command"] for c in server.commands_for({"type": "chat", "chat_id": ADMIN})}
     assert "admin" not in private and "start" in private
     assert {"admin", "kb_find", "kb_show", "review", "gaps", "stats", "cancel", "start"} <= mine
+
+
+async def test_web_login_link_signs_the_admin_into_the_panel_served_next_to_the_bot(
+    server: FakeTelegram, tmp_path: Path
+) -> None:
+    import aiohttp
+
+    from tests.procs import free_port
+
+    port = free_port()
+    h = Harness(server, f"sqlite+aiosqlite:///{tmp_path}/w.db", web_host="127.0.0.1", web_port=port,
+                web_base_url=f"http://127.0.0.1:{port}")  # fmt: skip
+    await h.start()
+    try:
+        reply = await admin_says(h, "/web_login", "一次性登录链接")
+        url = re.search(r"http://\S+/login/\S+", reply.text or "")
+        assert url is not None
+        # Someone who is not an admin gets the citizen reply and no link.
+        mark = len(server.sent)
+        h.say(CITIZEN, "/web_login")
+        other = await h.reply_to(CITIZEN, "", after=mark)
+        assert "/login/" not in (other.text or "")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as web:  # an IP host
+            page = await web.get(url.group())
+            body = await page.text()
+            assert page.status == 200 and "登录管理后台" in body
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', body)
+            assert csrf is not None
+            signed = await web.post(url.group(), data={"csrf_token": csrf.group(1)})
+            assert signed.status == 200 and str(signed.url).endswith("/kb")
+            again = await web.get(url.group())
+            assert again.status == 410  # one use only
+    finally:
+        await h.stop()
