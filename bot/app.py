@@ -362,7 +362,7 @@ async def create_app(
     bot.session.middleware(metrics.request_middleware())  # Bot API errors by method and code
     sender = OutboxSender(
         runtime.sf,
-        TelegramTransport(bot),
+        TelegramTransport(bot, on_api_error=metrics.count_api_error),
         on_blocked=on_blocked,
         on_result=metrics.on_send_result,
         limits=limits,

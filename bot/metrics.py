@@ -141,6 +141,10 @@ class Metrics:
         if result.ok:
             self.sent.labels(method).inc()
 
+    def count_api_error(self, method: str, code: str) -> None:
+        """Outbox sends that bypass aiogram's session (bot.transport) report their errors here."""
+        self.api_errors.labels(method, code).inc()
+
     def update_middleware(self) -> UpdateMetricsMiddleware:
         return UpdateMetricsMiddleware(self)
 

@@ -8,6 +8,7 @@ report exactly once, and the outbox makes sure it is sent even across a restart.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -89,7 +90,9 @@ def summary(report: WeeklyReport) -> str:
 
 async def build(session: AsyncSession, week: str, tz: str) -> tuple[WeeklyReport, bytes, str]:
     report = await reports.weekly_report(session, week, tz)
-    return report, reports.report_png(report), reports.report_csv(report)
+    # Drawing takes a good part of a second: in a thread, so citizens are not kept waiting.
+    png = await asyncio.to_thread(reports.report_png, report)
+    return report, png, reports.report_csv(report)
 
 
 async def enqueue_report(
