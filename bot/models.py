@@ -218,7 +218,11 @@ class OutboxMessage(Base):
     """A message waiting to be sent: persisted first, sent (and retried) by the outbox sender."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        # Each claim asks, per chat, whether an earlier message is still waiting (order).
+        Index("ix_outbox_chat_status", "chat_id", "status", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     chat_id: Mapped[int] = mapped_column(BigInteger)

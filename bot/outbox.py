@@ -207,6 +207,8 @@ class OutboxSender:
                 .where(OutboxMessage.id.in_(ids), due)
                 .values(status="sending", locked_until=now + dt.timedelta(seconds=LOCK_SECONDS))
                 .returning(OutboxMessage.id)
+                # The loaded rows' status is not read again: no need to sync the identity map.
+                .execution_options(synchronize_session=False)
             )
             got = {r[0] for r in claimed}
             return [r for r in rows if r.id in got]
