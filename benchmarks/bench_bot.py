@@ -100,6 +100,12 @@ async def run(total: int, rate: float) -> None:
                     f"an update = {total / cpu:.0f} updates/s on a core of its own"
                 )
 
+                # Let the burst's remaining messages (staff cards, second parts) go out first.
+                while True:
+                    before = len(server.sent)
+                    await asyncio.sleep(1.0)
+                    if len(server.sent) == before:
+                        break
                 base = 100_000
                 n = int(rate * 10)
                 sent_at: dict[int, float] = {}
