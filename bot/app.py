@@ -354,7 +354,7 @@ async def create_app(
 
         prefix = settings.redis_prefix
         storage = storage or fsm_storage(runtime.redis, prefix)
-        isolation = event_isolation(runtime.redis, prefix)
+        isolation = event_isolation(runtime.redis, prefix, settings.lease_seconds)
         rate_limiter = rate_limiter or RedisRateLimiter(
             runtime.redis, settings.flood_messages_per_minute, prefix
         )
@@ -366,6 +366,7 @@ async def create_app(
         on_blocked=on_blocked,
         on_result=metrics.on_send_result,
         limits=limits,
+        lock_seconds=settings.lease_seconds,
     )
     metrics.sender = sender
     dp, in_flight = create_dispatcher(

@@ -134,6 +134,8 @@ class OutboxSender:
     limits: Limits = field(default_factory=Limits)
     batch_size: int = 64
     poll_interval: float = 0.5
+    # Claimed rows stay with this sender this long; after that another instance takes them over.
+    lock_seconds: float = LOCK_SECONDS
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _global: _Bucket | None = None
     _chats: dict[int, _Bucket] = field(default_factory=dict)
@@ -205,7 +207,7 @@ class OutboxSender:
             claimed = await session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id.in_(ids), due)
-                .values(status="sending", locked_until=now + dt.timedelta(seconds=LOCK_SECONDS))
+                .values(status="sending", locked_until=now + dt.timedelta(seconds=self.lock_seconds))
                 .returning(OutboxMessage.id)
                 # The loaded rows' status is not read again: no need to sync the identity map.
                 .execution_options(synchronize_session=False)

@@ -50,9 +50,11 @@ def fsm_storage(redis: Redis, prefix: str) -> SharedRedisStorage:
     return SharedRedisStorage(redis, key_builder=fsm_key_builder(prefix))
 
 
-def event_isolation(redis: Redis, prefix: str) -> RedisEventIsolation:
-    # The lock expires after 60 s, so a chat is not stuck if an instance dies holding it.
-    return RedisEventIsolation(redis, key_builder=fsm_key_builder(prefix), lock_kwargs={"timeout": 60})
+def event_isolation(redis: Redis, prefix: str, lease_seconds: float = 60.0) -> RedisEventIsolation:
+    # The lock expires after LEASE_SECONDS, so a chat is not stuck if an instance dies holding it.
+    return RedisEventIsolation(
+        redis, key_builder=fsm_key_builder(prefix), lock_kwargs={"timeout": lease_seconds}
+    )
 
 
 # A sliding one-minute window per citizen in a sorted set, in one atomic step on the server's

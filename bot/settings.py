@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     webhook_port: int = 8443
     redis_url: str | None = None
     redis_prefix: str = "hotline"  # every Redis key and channel starts with it
+    # Several instances: how long a chat's update lock (Redis) and a batch of outbox messages being
+    # sent stay claimed by one instance; an instance that dies leaves its claims, and the others take
+    # them over after this long. Must exceed the slowest update and send (Bot API timeout: 60 s).
+    lease_seconds: float = Field(default=60.0, gt=0)
     # /healthz /readyz /metrics: on the webhook server, or (polling) on this port when set.
     health_host: str = "0.0.0.0"
     health_port: int | None = None
