@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import _
@@ -280,6 +280,10 @@ async def get_revision(session: AsyncSession, revision_id: int) -> RevisionInfo 
 async def ensure_seeded(sf: async_sessionmaker[AsyncSession], path: Path = BUNDLED_KB) -> ImportReport | None:
     """On an empty database, import the bundled knowledge base. Returns None if not needed."""
     async with sf() as session:
+        if session.bind.dialect.name == "postgresql":
+            # Several instances may start at once on an empty database: one imports, the others
+            # wait here (the lock ends with the transaction) and then find the entries there.
+            await session.execute(text("SELECT pg_advisory_xact_lock(727275)"))
         if await entry_count(session):
             return None
         bundle = load_yaml(path)
