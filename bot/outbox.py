@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.models import MessageLink, OutboxMessage, Ticket, utcnow
@@ -116,6 +116,18 @@ class Limits:
 
 
 @dataclass
+class _Sent:
+    """Messages of the current batch that were sent and are not recorded yet."""
+
+    rows: list[tuple[OutboxMessage, SendResult]] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, row: OutboxMessage, result: SendResult) -> None:
+        self.rows.append((row, result))
+        self.ready.set()
+
+
+@dataclass
 class _Outcome:
     row_id: int
     chat_id: int
@@ -141,6 +153,7 @@ class OutboxSender:
     _chats: dict[int, _Bucket] = field(default_factory=dict)
     _postgres: bool | None = None
     retries: int = 0
+    _passes: int = 0  # send_due passes under way (the background loop's, and drain's)
 
     def wake(self) -> None:
         """Something was committed to the outbox: look now rather than at the next poll."""
@@ -168,8 +181,12 @@ class OutboxSender:
         """Send everything that is due now (tests and one-shot commands)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not await self.send_due():
+            if await self.send_due():
+                continue
+            if not self._passes:
                 return
+            # The background loop's pass has the due messages: done when it is.
+            await asyncio.sleep(0.01)
 
     async def _claim(self) -> list[OutboxMessage]:
         now = utcnow()
@@ -229,7 +246,7 @@ class OutboxSender:
             self._chats[chat_id] = b
         return b
 
-    async def _send_chat(self, rows: list[OutboxMessage]) -> list[_Outcome]:
+    async def _send_chat(self, rows: list[OutboxMessage], sent: _Sent) -> list[_Outcome]:
         """One chat's messages, in order; stop at the first one that must wait."""
         if self._global is None:
             self._global = _Bucket(self.limits.global_per_second, self.limits.global_per_second)
@@ -255,9 +272,8 @@ class OutboxSender:
                 result = SendResult(False, error=repr(exc))
             if self.on_result:
                 self.on_result(row.method, result)
-            if result.ok and row.ticket_id and row.link_kind and result.message_id:
-                # Linked at once: staff may reply to this message before the batch is recorded.
-                await self._link(row.chat_id, result.message_id, row.ticket_id, row.link_kind)
+            if result.ok:
+                sent.add(row, result)
             outcomes.append(
                 _Outcome(row.id, row.chat_id, result, row.ticket_id, row.link_kind, row.attempts + 1)
             )
@@ -271,17 +287,54 @@ class OutboxSender:
                 break
         return outcomes
 
-    async def _link(self, chat_id: int, message_id: int, ticket_id: int, kind: str) -> None:
+    async def _record_sent(self, sending: asyncio.Future[Any], sent: _Sent) -> None:
+        """Record sent messages while the rest of the batch is still being sent, all that finished
+        meanwhile in one transaction (group commit). So an instance that dies mid-batch leaves
+        only what it had not sent yet for another to take over (a batch recorded at its end was
+        sent twice), and staff may reply to a card or a copy at once."""
+        while True:
+            if not sent.rows:
+                if sending.done():
+                    return
+                waiter = asyncio.ensure_future(sent.ready.wait())
+                await asyncio.wait({sending, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                sent.ready.clear()
+                continue
+            batch, sent.rows = sent.rows, []
+            await self._mark_sent(batch)
+
+    async def _mark_sent(self, batch: list[tuple[OutboxMessage, SendResult]]) -> None:
+        table = OutboxMessage.__table__
+        now = utcnow()
         async with self.sf() as session, session.begin():
-            await session.merge(
-                MessageLink(chat_id=chat_id, message_id=message_id, ticket_id=ticket_id, kind=kind)
+            await session.execute(
+                update(table)
+                .where(table.c.id == bindparam("row_id"))
+                .values(
+                    status="sent",
+                    sent_at=now,
+                    last_error=None,
+                    locked_until=None,
+                    result_message_id=bindparam("message_id"),
+                    attempts=bindparam("tries"),
+                ),
+                [{"row_id": r.id, "message_id": res.message_id, "tries": r.attempts + 1} for r, res in batch],
             )
-            if kind == "card":
-                await session.execute(
-                    update(Ticket)
-                    .where(Ticket.id == ticket_id)
-                    .values(card_chat_id=chat_id, card_message_id=message_id)
+            for row, res in batch:
+                if not (row.ticket_id and row.link_kind and res.message_id):
+                    continue
+                chat_id, message_id, ticket_id = row.chat_id, res.message_id, row.ticket_id
+                kind = row.link_kind
+                await session.merge(
+                    MessageLink(chat_id=chat_id, message_id=message_id, ticket_id=ticket_id, kind=kind)
                 )
+                if kind == "card":
+                    await session.execute(
+                        update(Ticket)
+                        .where(Ticket.id == ticket_id)
+                        .values(card_chat_id=chat_id, card_message_id=message_id)
+                    )
 
     async def _card_ids(self, ticket_ids: set[int]) -> dict[int, tuple[int, int]]:
         if not ticket_ids:
@@ -296,6 +349,13 @@ class OutboxSender:
 
     async def send_due(self) -> int:
         """One pass: claim due messages, send them, record what happened. Returns how many were sent."""
+        self._passes += 1
+        try:
+            return await self._send_due()
+        finally:
+            self._passes -= 1
+
+    async def _send_due(self) -> int:
         rows = await self._claim()
         if not rows:
             return 0
@@ -316,12 +376,23 @@ class OutboxSender:
                 payload = {k: v for k, v in r.payload.items() if k != "ticket_card"}
                 r.payload = {**payload, "chat_id": ids[0], "message_id": ids[1]}
             by_chat.setdefault(r.chat_id, []).append(r)
-        results = await asyncio.gather(*(self._send_chat(v) for v in by_chat.values()))
+        sent = _Sent()
+        sending = asyncio.gather(*(self._send_chat(v, sent) for v in by_chat.values()))
+        try:
+            await self._record_sent(sending, sent)
+        except Exception:
+            await asyncio.gather(sending, return_exceptions=True)  # no send left running unwatched
+            raise
+        results = sending.result()
         outcomes += [o for chat in results for o in chat]
         await self._record(outcomes)
         return sum(1 for o in outcomes if o.result.ok)
 
     async def _record(self, outcomes: list[_Outcome]) -> None:
+        """What became of the messages not sent (sent ones were recorded as they went)."""
+        outcomes = [o for o in outcomes if not o.result.ok]
+        if not outcomes:
+            return
         now = utcnow()
         holds: dict[int, tuple[int, dt.datetime]] = {}
         async with self.sf() as session, session.begin():
@@ -338,29 +409,6 @@ class OutboxSender:
                 res = o.result
                 row.attempts = o.attempts
                 row.locked_until = None
-                if res.ok:
-                    row.status, row.sent_at, row.result_message_id, row.last_error = (
-                        "sent",
-                        now,
-                        res.message_id,
-                        None,
-                    )
-                    if o.ticket_id and o.link_kind and res.message_id:
-                        await session.merge(
-                            MessageLink(
-                                chat_id=o.chat_id,
-                                message_id=res.message_id,
-                                ticket_id=o.ticket_id,
-                                kind=o.link_kind,
-                            )
-                        )
-                        if o.link_kind == "card":
-                            await session.execute(
-                                update(Ticket)
-                                .where(Ticket.id == o.ticket_id)
-                                .values(card_chat_id=o.chat_id, card_message_id=res.message_id)
-                            )
-                    continue
                 row.last_error = (res.error or "")[:500]
                 if res.blocked:
                     row.status = "dead"
