@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -112,6 +113,36 @@ def settings(db_url: str) -> Settings:
 
 @pytest.fixture
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    rt = await create_runtime(settings)
+    try:
+        yield rt
+    finally:
+        await rt.close()
+
+
+@pytest.fixture(scope="session")
+def seeded_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated, seeded SQLite database per session, for ``seeded_runtime`` to copy."""
+    path = tmp_path_factory.mktemp("template") / "hotline.db"
+
+    async def build() -> None:
+        rt = await create_runtime(
+            Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{path}", bot_token=None)  # type: ignore[call-arg]
+        )
+        await rt.close()
+
+    asyncio.run(build())
+    return path
+
+
+@pytest.fixture
+async def seeded_runtime(settings: Settings, seeded_sqlite: Path, tmp_path: Path) -> AsyncIterator[Runtime]:
+    """Like ``runtime``, from a copy of the seeded template (seeding each test is slow); a module
+    uses it with ``runtime = seeded_runtime``-style override. PostgreSQL copies its own template."""
+    for suffix in ("", "-wal", "-shm"):
+        src = seeded_sqlite.with_name(seeded_sqlite.name + suffix)
+        if src.exists():
+            shutil.copy(src, tmp_path / ("hotline.db" + suffix))
     rt = await create_runtime(settings)
     try:
         yield rt

@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
 from bot import kb_store
 from bot.models import AuditLog
-from bot.runtime import Runtime, create_runtime
-from bot.settings import Settings
+from bot.runtime import Runtime
 
 QUESTION = "低保怎么申请"
 NEW_ANSWER = "（测试）新的答复：请到户籍所在地乡镇人民政府提出申请。"
 
 
-@pytest.fixture(scope="module")
-def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "hotline.db"
-
-    async def build() -> None:
-        rt = await create_runtime(
-            Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{path}", bot_token=None)  # type: ignore[call-arg]
-        )
-        await rt.close()
-
-    asyncio.run(build())
-    return path
-
-
 @pytest.fixture
-async def runtime(settings: Settings, seeded_db: Path, tmp_path: Path) -> AsyncIterator[Runtime]:
-    """A copy of one migrated, seeded database per test (seeding each time is slow)."""
-    for suffix in ("", "-wal", "-shm"):
-        src = seeded_db.with_name(seeded_db.name + suffix)
-        if src.exists():
-            shutil.copy(src, tmp_path / ("hotline.db" + suffix))
-    rt = await create_runtime(settings)
-    try:
-        yield rt
-    finally:
-        await rt.close()
+def runtime(seeded_runtime: Runtime) -> Runtime:
+    """conftest's ``runtime``, from a copy of the seeded template database (faster)."""
+    return seeded_runtime
 
 
 def served_answer(rt: Runtime, question: str = QUESTION) -> str | None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -22,8 +20,7 @@ from bot.conversation import CitizenInfo, Conversation
 from bot.models import AuditLog, Citizen, OutboxMessage, QueryLog, Ticket, TicketMessage, utcnow
 from bot.office_hours import OfficeHours
 from bot.replies import Button, Outgoing
-from bot.runtime import Runtime, create_runtime
-from bot.settings import Settings
+from bot.runtime import Runtime
 from bot.tickets import StaffDesk, StaffMember
 from handlers.delivery import Delivery
 from handlers.terminal import TerminalChat
@@ -42,34 +39,10 @@ SUPPLEMENT = "我住在近城镇，电话打不通"
 STAFF_ANSWER = "王小明您好，请带户口簿到县民政局婚姻登记处补办。"
 
 
-# --- a migrated, seeded database per module, copied per test (as in test_services) --------------
-
-
-@pytest.fixture(scope="module")
-def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "hotline.db"
-
-    async def build() -> None:
-        rt = await create_runtime(
-            Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{path}", bot_token=None)  # type: ignore[call-arg]
-        )
-        await rt.close()
-
-    asyncio.run(build())
-    return path
-
-
 @pytest.fixture
-async def runtime(settings: Settings, seeded_db: Path, tmp_path: Path) -> AsyncIterator[Runtime]:
-    for suffix in ("", "-wal", "-shm"):
-        src = seeded_db.with_name(seeded_db.name + suffix)
-        if src.exists():
-            shutil.copy(src, tmp_path / ("hotline.db" + suffix))
-    rt = await create_runtime(settings)
-    try:
-        yield rt
-    finally:
-        await rt.close()
+def runtime(seeded_runtime: Runtime) -> Runtime:
+    """conftest's ``runtime``, from a copy of the seeded template database (faster)."""
+    return seeded_runtime
 
 
 def _services(runtime: Runtime) -> tuple[StaffDesk, Conversation]:

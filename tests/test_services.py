@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-import shutil
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,8 +19,7 @@ from bot.models import Citizen, OutboxMessage, Ticket, utcnow
 from bot.office_hours import OfficeHours
 from bot.outbox import Limits, OutboxSender, SendResult, enqueue
 from bot.replies import Button, Outgoing, Reply
-from bot.runtime import Runtime, create_runtime
-from bot.settings import Settings
+from bot.runtime import Runtime
 from bot.tickets import StaffDesk, StaffMember
 from handlers.callbacks import pack
 from handlers.render import keyboard, split_text, to_requests, utf16_len
@@ -44,32 +40,10 @@ def sh(*args: int) -> dt.datetime:
 # --- fast runtime: seed one database per module, copy it per test ----------------------------
 
 
-@pytest.fixture(scope="module")
-def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "hotline.db"
-
-    async def build() -> None:
-        rt = await create_runtime(
-            Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{path}", bot_token=None)  # type: ignore[call-arg]
-        )
-        await rt.close()
-
-    asyncio.run(build())
-    return path
-
-
 @pytest.fixture
-async def runtime(settings: Settings, seeded_db: Path, tmp_path: Path) -> AsyncIterator[Runtime]:
-    """Overrides conftest's ``runtime``: same migrated, seeded database, without re-seeding each time."""
-    for suffix in ("", "-wal", "-shm"):
-        src = seeded_db.with_name(seeded_db.name + suffix)
-        if src.exists():
-            shutil.copy(src, tmp_path / ("hotline.db" + suffix))
-    rt = await create_runtime(settings)
-    try:
-        yield rt
-    finally:
-        await rt.close()
+def runtime(seeded_runtime: Runtime) -> Runtime:
+    """conftest's ``runtime``, from a copy of the seeded template database (faster)."""
+    return seeded_runtime
 
 
 # --- office hours ------------------------------------------------------------------------------
