@@ -43,7 +43,9 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
-async def first_replies(server: FakeTelegram, first: int, n: int, timeout: float) -> dict[int, float]:
+async def first_replies(
+    server: FakeTelegram, first: int, n: int, timeout: float, poll: float = 0.01
+) -> dict[int, float]:
     """When each chat in [first, first+n) got its first message."""
     deadline = time.monotonic() + timeout
     got: dict[int, float] = {}
@@ -54,7 +56,7 @@ async def first_replies(server: FakeTelegram, first: int, n: int, timeout: float
             if isinstance(c.chat_id, int) and first <= c.chat_id < first + n:
                 got.setdefault(c.chat_id, c.time)
         seen = len(calls)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(poll)
     return got
 
 

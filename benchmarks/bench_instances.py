@@ -51,16 +51,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
-import yaml  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from benchmarks.bench_bot import QUESTIONS, cpu_seconds, pct  # noqa: E402
+from benchmarks.bench_bot import first_replies as _first_replies  # noqa: E402
 from tests.fake_telegram import FakeTelegram  # noqa: E402
 
 TOKEN = "123456:BENCH-TOKEN"
 SECRET = "bench-secret"
 STAFF_CHAT = -100999
 MAX_CONNECTIONS = 40  # Telegram's default for a webhook
-QUESTIONS = [q["q"] for q in yaml.safe_load((ROOT / "tests" / "dev_questions.yaml").read_text("utf-8"))]
 PG_URL = (
     os.environ.get("BENCH_DATABASE_URL")
     or os.environ.get("TEST_DATABASE_URL")
@@ -96,30 +96,8 @@ class Bot:
     url: str  # webhook URL ('' when polling)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
-
-
 async def first_replies(server: FakeTelegram, first: int, n: int, timeout: float) -> dict[int, float]:
-    """When each chat in [first, first+n) got its first message."""
-    deadline = time.monotonic() + timeout
-    got: dict[int, float] = {}
-    seen = 0
-    while len(got) < n and time.monotonic() < deadline:
-        calls = server.sent
-        for c in calls[seen:]:
-            if isinstance(c.chat_id, int) and first <= c.chat_id < first + n:
-                got.setdefault(c.chat_id, c.time)
-        seen = len(calls)
-        await asyncio.sleep(0.005)
-    return got
+    return await _first_replies(server, first, n, timeout, poll=0.005)
 
 
 async def quiet(server: FakeTelegram, still: float = 0.5) -> None:
