@@ -42,7 +42,6 @@ from handlers.middlewares import (
     FloodMiddleware,
     LocaleMiddleware,
     MemoryRateLimiter,
-    prune_processed_updates,
 )
 
 log = logging.getLogger(__name__)
@@ -168,7 +167,7 @@ class HotlineApp:
             report = await privacy.daily_retention(
                 session, self.settings.retention_days, tz=self.settings.timezone
             )
-            await prune_processed_updates(session)
+            await privacy.prune_processed_updates(session)
             await session.commit()
             return report
 

@@ -19,12 +19,21 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from sqlalchemy import and_, delete, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import kb_store
 from bot.i18n import _
-from bot.models import AuditLog, Citizen, OutboxMessage, QueryLog, Ticket, TicketMessage, utcnow
+from bot.models import (
+    AuditLog,
+    Citizen,
+    OutboxMessage,
+    ProcessedUpdate,
+    QueryLog,
+    Ticket,
+    TicketMessage,
+    utcnow,
+)
 from bot.replies import Button, Reply
 
 # Stored in place of erased text. Data, not interface text: statistics and the weekly report
@@ -491,3 +500,13 @@ async def daily_retention(
         AuditLog(at=now, actor="retention", action=RETENTION_ACTION, target=f"days:{days}", detail=detail)
     )
     return report
+
+
+async def prune_processed_updates(
+    session: AsyncSession, keep: dt.timedelta = dt.timedelta(days=2), now: dt.datetime | None = None
+) -> int:
+    """Forget handled update ids (handlers/middlewares.py) after ``keep``: Telegram redelivers
+    within minutes, not days. Cheap and idempotent, so every instance may run it hourly."""
+    cutoff = (now or utcnow()) - keep
+    result = await session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.at < cutoff))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections import deque
@@ -11,12 +10,11 @@ from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.types import Message, TelegramObject, Update, User
-from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import pick_locale, use_locale
-from bot.models import ProcessedUpdate, utcnow
+from bot.models import ProcessedUpdate
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +48,6 @@ class DbSessionMiddleware(BaseMiddleware):
                     raise
                 log.info("update %s was already handled (redelivered); skipped", update_id)
                 return None
-
-
-async def prune_processed_updates(session: AsyncSession, keep: dt.timedelta = dt.timedelta(days=2)) -> int:
-    """Forget handled update ids after ``keep``: Telegram redelivers within minutes, not days."""
-    result = await session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.at < utcnow() - keep))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 class LocaleMiddleware(BaseMiddleware):

@@ -17,7 +17,16 @@ from sqlalchemy import select, update
 
 from bot import privacy
 from bot.conversation import CitizenInfo, Conversation
-from bot.models import AuditLog, Citizen, OutboxMessage, QueryLog, Ticket, TicketMessage, utcnow
+from bot.models import (
+    AuditLog,
+    Citizen,
+    OutboxMessage,
+    ProcessedUpdate,
+    QueryLog,
+    Ticket,
+    TicketMessage,
+    utcnow,
+)
 from bot.office_hours import OfficeHours
 from bot.replies import Button, Outgoing
 from bot.runtime import Runtime
@@ -413,3 +422,17 @@ def test_cli_privacy_anonymise_runs_on_demand(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "retention 30 days: 0 tickets" in done.stdout
     assert run("--days", "-1").returncode == 1
+
+
+async def test_handled_update_ids_are_forgotten_after_two_days(runtime: Runtime) -> None:
+    now = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+    async with runtime.sf() as session:
+        session.add_all([
+            ProcessedUpdate(update_id=1, at=now - dt.timedelta(days=3)),
+            ProcessedUpdate(update_id=2, at=now - dt.timedelta(hours=47)),
+        ])  # fmt: skip
+        await session.commit()
+        assert await privacy.prune_processed_updates(session, now=now) == 1
+        await session.commit()
+        left = list(await session.scalars(select(ProcessedUpdate.update_id)))
+    assert left == [2]  # a redelivery of a recent update is still recognised
